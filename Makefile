@@ -1,0 +1,90 @@
+# openblock.storage: one entry point for the demo, the tests and their parts.
+# `make demo` boots the built-in lab and converges playbooks/site.yml on it;
+# `make test` runs everything CI runs.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+BIN     := $(VENV)/bin
+PYTHON  ?= python3
+STAMP   := $(VENV)/.installed
+# ansible-test insists on running from inside ansible_collections/NS/NAME, so sanity
+# runs on a copy of the tracked tree placed there.
+SANITY_TREE := .build/sanity/ansible_collections/openblock/storage
+LABCTL  := $(BIN)/python lab/labctl
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv host-packages demo test lint sanity unit integration molecule bench build clean lab-down
+
+help:
+	@echo "make demo         boot the lab and converge playbooks/site.yml on it"
+	@echo "make test         everything CI runs: lint, sanity, unit, integration, molecule"
+	@echo "make lint | sanity | unit | integration | molecule | bench | build | clean"
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	# Link the collection into site-packages, where ansible-core's collection loader finds it:
+	# ansible-doc, ansible-playbook and pytest then all see openblock.storage.
+	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	mkdir -p "$$site/ansible_collections/openblock"; \
+	ln -sfn "$(CURDIR)" "$$site/ansible_collections/openblock/storage"
+	touch $@
+
+venv: $(STAMP)
+
+host-packages:
+	scripts/host-packages.sh
+
+lint: venv
+	$(BIN)/ansible-lint --profile production
+
+sanity: venv
+	mkdir -p $(SANITY_TREE)
+	git ls-files -co --exclude-standard | rsync -a --delete --files-from=- ./ $(SANITY_TREE)/
+	cd $(SANITY_TREE) && $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+
+unit: venv
+	$(BIN)/pytest -q tests/unit $(wildcard tests/lab)
+
+# Module tests on the `single` lab topology, booted once for all of them.
+integration: venv host-packages
+	@if [ -z "$$(ls tests/integration/test_*.py 2>/dev/null)" ]; then echo "no integration tests yet"; exit 0; fi; \
+	trap 'LAB_DIR=.build/lab-single $(LABCTL) down' EXIT; \
+	LAB_DIR=.build/lab-single $(LABCTL) up single; \
+	LAB_DIR=.build/lab-single $(BIN)/pytest -q tests/integration
+
+# Role scenarios on the `cinder` topology, booted once and shared by every scenario.
+MOLECULE_SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+molecule: venv host-packages
+	@if [ -z "$(MOLECULE_SCENARIOS)" ]; then echo "no molecule scenarios yet"; exit 0; fi; \
+	export LAB_DIR=$(CURDIR)/.build/lab-cinder LAB_KEEP=1; \
+	trap '$(LABCTL) down' EXIT; \
+	for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule test -s $$s; done
+
+test: lint sanity unit integration molecule
+
+demo: venv host-packages
+	@if [ ! -f playbooks/site.yml ]; then \
+	  echo "make demo: playbooks/site.yml and the roles it runs do not exist yet."; exit 1; fi
+	LAB_DIR=.build/lab-cinder $(LABCTL) up cinder
+	LAB_DIR=.build/lab-cinder $(LABCTL) inventory --output inventories/lab/hosts.yml
+	$(BIN)/ansible-playbook -i inventories/lab playbooks/site.yml
+
+bench: venv
+	@if [ ! -f bench/run.py ]; then echo "make bench: no benchmarks exist yet (bench/run.py)."; exit 1; fi
+	$(BIN)/python bench/run.py
+
+build: venv
+	$(BIN)/ansible-galaxy collection build --force --output-path .build/dist
+
+lab-down: venv
+	-LAB_DIR=.build/lab-single $(LABCTL) down
+	-LAB_DIR=.build/lab-cinder $(LABCTL) down
+
+clean: lab-down
+	rm -rf .build
