@@ -11,8 +11,10 @@ BIN     := $(VENV)/bin
 PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 # ansible-test insists on running from inside ansible_collections/NS/NAME, so sanity
-# runs on a copy of the tracked tree placed there.
+# runs on a copy of the tree placed there.
 SANITY_TREE := .build/sanity/ansible_collections/openblock/storage
+# The pip version ansible-test 2.19 bootstraps into its per-test virtual environments.
+ANSIBLE_TEST_PIP := 24_2
 LABCTL  := $(BIN)/python lab/labctl
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -43,10 +45,14 @@ host-packages:
 lint: venv
 	$(BIN)/ansible-lint --profile production
 
-sanity: venv
-	mkdir -p $(SANITY_TREE)
-	git ls-files -co --exclude-standard | rsync -a --delete --files-from=- ./ $(SANITY_TREE)/
-	cd $(SANITY_TREE) && $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+sanity: venv host-packages
+	rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
+	git ls-files -co --exclude-standard | rsync -a --files-from=- ./ $(SANITY_TREE)/
+	# A repository of its own: otherwise ansible-test asks the outer one, which ignores .build/.
+	git -C $(SANITY_TREE) init -q
+	mkdir -p ~/.ansible/test/cache
+	cp scripts/ansible-test-pip-bootstrap.py ~/.ansible/test/cache/get_pip_$(ANSIBLE_TEST_PIP).py
+	cd $(SANITY_TREE) && $(CURDIR)/$(BIN)/ansible-test sanity --requirements --python 3.11 --color no
 
 unit: venv
 	$(BIN)/pytest -q tests/unit $(wildcard tests/lab)

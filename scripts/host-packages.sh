@@ -3,7 +3,7 @@
 # otherwise prints the exact command and fails.
 set -euo pipefail
 
-packages=(qemu-system-x86 qemu-utils debootstrap vde2 openssh-client e2fsprogs rsync)
+packages=(qemu-system-x86 qemu-utils debootstrap vde2 openssh-client e2fsprogs rsync shellcheck)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

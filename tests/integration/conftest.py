@@ -28,7 +28,7 @@ class Lab:
 
     def sh(self, command, check=True, timeout=600):
         """Run ``command`` with bash on the VM as root; return (rc, stdout, stderr)."""
-        proc = subprocess.run(LABCTL + ['ssh', NODE, command], env=self.env, capture_output=True,
+        proc = subprocess.run(LABCTL + ['ssh', NODE, command], env=self.env, capture_output=True, check=False,
                               text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError('on %s: %r exited %d\nstdout: %s\nstderr: %s'
@@ -54,7 +54,7 @@ class Lab:
         if verbosity:
             cmd.append('-' + 'v' * verbosity)
         env = dict(self.env, ANSIBLE_STDOUT_CALLBACK='json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1')
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
         try:
             report = json.loads(proc.stdout[proc.stdout.index('{'):])
             result = report['plays'][0]['tasks'][0]['hosts'][NODE]
