@@ -1,0 +1,127 @@
+"""Pure logic of lab/labctl: topology parsing, inventory rendering, VM slot counting. No VMs."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
+import lablib  # noqa: E402
+
+
+def test_cinder_topology_matches_the_issue():
+    topology = lablib.load_topology("cinder")
+    nodes = {node.name: node for node in topology.nodes}
+    assert list(nodes) == ["storage1", "compute1", "compute2"]
+    assert nodes["storage1"].groups == ["storage_nodes"]
+    assert nodes["compute1"].groups == nodes["compute2"].groups == ["compute_nodes"]
+    storage1 = nodes["storage1"]
+    assert [(n.network, n.interface, n.address, n.prefix) for n in storage1.nics] == [
+        ("storage-a", "eth1", "10.50.1.10", 24), ("storage-b", "eth2", "10.50.2.10", 24)]
+    assert [(d.serial, d.size, d.shared) for d in storage1.disks] == [
+        ("cinder-volumes", 8 << 30, False), ("shared-lun", 2 << 30, False)]
+    for name, host in (("compute1", 21), ("compute2", 22)):
+        assert [n.address for n in nodes[name].nics] == [f"10.50.1.{host}", f"10.50.2.{host}"]
+        assert [(d.serial, d.size, d.shared) for d in nodes[name].disks] == [("san-lun", 1 << 30, True)]
+    macs = [nic.mac for node in topology.nodes for nic in node.nics]
+    assert len(set(macs)) == len(macs)
+
+
+def test_single_topology():
+    topology = lablib.load_topology("single")
+    (lab1,) = topology.nodes
+    assert lab1.name == "lab1" and lab1.groups == ["lab"]
+    assert [d.serial for d in lab1.disks] == ["spare1", "spare2", "spare3"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[nodes.a]\ngroups=['g']\nnetworks={ x = '10.0.0.1' }", "undefined network x"),
+    ("[networks.n]\nsubnet='10.9.0.0/24'\n[nodes.a]\ngroups=['g']\nnetworks={ n = '10.8.0.1' }",
+     "not a host address"),
+    ("[networks.n]\nsubnet='10.9.0.0/24'\n[nodes.a]\ngroups=['g']\nnetworks={ n = '10.9.0.1' }\n"
+     "[nodes.b]\ngroups=['g']\nnetworks={ n = '10.9.0.1' }", "used twice"),
+    ("[nodes.a]\ngroups=['g']\nshared_disks=['lun']", "undefined shared disk"),
+    ("[nodes.a]\ngroups=['g']\ndisks=[{serial='x', size='1Q'}]", "bad size"),
+    ("[nodes.a]\ngroups=['g']\ndisks=[{serial='a-serial-longer-than-twenty', size='1G'}]", "bad disk serial"),
+    ("[nodes.a]\ngroups=['g']\ndisks=[{serial='x', size='1G'}, {serial='x', size='1G'}]", "one serial"),
+    ("[nodes.a]\n", "needs 'groups'"),
+    ("", "no [nodes.NAME]"),
+    ("".join(f"[nodes.n{i}]\ngroups=['g']\n" for i in range(5)), "at most 4"),
+    ("nodes = [", "not valid TOML"),
+])
+def test_topology_errors_say_what_is_wrong(text, message):
+    with pytest.raises(lablib.LabError, match=message.replace("[", r"\[")):
+        lablib.parse_topology("t", text)
+
+
+def test_unknown_topology_lists_the_known_ones():
+    with pytest.raises(lablib.LabError, match="known: cinder, single"):
+        lablib.load_topology("nope")
+
+
+def test_inventory_groups_hosts_and_storage_networks():
+    topology = lablib.load_topology("cinder")
+    text = lablib.render_inventory(topology, {"storage1": 40001, "compute1": 40002, "compute2": 40003},
+                                   "/cache/ssh/lab_ed25519", "/run/x")
+    assert "    storage1:\n      ansible_host: 127.0.0.1\n      ansible_port: 40001\n" in text
+    assert "      ansible_user: root\n" in text
+    assert "      ansible_ssh_private_key_file: /cache/ssh/lab_ed25519\n" in text
+    assert "      ansible_python_interpreter: /usr/bin/python3\n" in text
+    assert "StrictHostKeyChecking=no" in text
+    assert ("        - {name: storage-a, interface: eth1, address: \"10.50.1.10\", prefix: 24}\n"
+            "        - {name: storage-b, interface: eth2, address: \"10.50.2.10\", prefix: 24}\n") in text
+    assert "    storage_nodes:\n      hosts:\n        storage1: {}\n" in text
+    assert "    compute_nodes:\n      hosts:\n        compute1: {}\n        compute2: {}\n" in text
+
+
+def test_inventory_is_valid_yaml_when_pyyaml_is_at_hand():
+    yaml = pytest.importorskip("yaml")
+    topology = lablib.load_topology("cinder")
+    data = yaml.safe_load(lablib.render_inventory(topology, {"storage1": 1, "compute1": 2, "compute2": 3},
+                                                  "/k", "/r"))
+    host = data["all"]["hosts"]["compute2"]
+    assert host["ansible_port"] == 3 and host["ansible_host"] == "127.0.0.1"
+    assert host["storage_networks"][1] == {"name": "storage-b", "interface": "eth2",
+                                           "address": "10.50.2.22", "prefix": 24}
+    assert set(data["all"]["children"]) == {"storage_nodes", "compute_nodes"}
+
+
+def test_slot_counting_sees_lab_qemus_of_every_instance_only():
+    argvs = [
+        ["/usr/bin/qemu-system-x86_64", "-name", "openblock-lab-aaaa1111-storage1", "-m", "768"],
+        ["qemu-system-x86_64", "-name", "openblock-lab-bbbb2222-lab1"],
+        ["qemu-system-x86_64", "-name", "someone-elses-vm"],
+        ["vde_switch", "-s", "/x/openblock-lab-"],
+        ["bash", "-c", "qemu-system-x86_64 -name openblock-lab-cccc-x"],
+    ]
+    running = lablib.count_lab_vms(argvs)
+    assert running == ["openblock-lab-aaaa1111-storage1", "openblock-lab-bbbb2222-lab1"]
+    assert lablib.free_slots(running, 2)
+    assert not lablib.free_slots(running, 3)
+    assert not lablib.free_slots(running + ["a", "b"], 1)
+
+
+def test_qemu_argv_shares_disks_and_keeps_ssh_on_loopback():
+    topology = lablib.load_topology("cinder")
+    compute1 = topology.nodes[1]
+    argv = lablib.qemu_argv(vm_name="openblock-lab-x-compute1", accel="tcg", kernel="K", initrd="I",
+                            append=lablib.kernel_append("compute1", compute1.nics), overlay="O.qcow2",
+                            ssh_port=40002, nics=compute1.nics, disks=compute1.disks, disk_dir="/d",
+                            switch_dirs={"storage-a": "/s/a", "storage-b": "/s/b"}, console_log="C",
+                            pidfile="P")
+    joined = " ".join(argv)
+    assert "accel=tcg" in joined and "-m 768 -smp 1" in joined
+    assert "hostfwd=tcp:127.0.0.1:40002-:22" in joined and "restrict=on" in joined
+    assert "file=/d/san-lun.raw,if=none,id=d1,format=raw,file.locking=off" in joined
+    assert "virtio-blk-pci,drive=d1,serial=san-lun,share-rw=on" in joined
+    assert "vde,id=eth1,sock=/s/a" in joined and "vde,id=eth2,sock=/s/b" in joined
+    append = argv[argv.index("-append") + 1]
+    assert "systemd.hostname=compute1" in append and "root=LABEL=labroot" in append
+    assert "lab.net=52:54:00:6c:02:01@10.50.1.21/24,52:54:00:6c:02:02@10.50.2.21/24" in append
+
+
+def test_sizes():
+    assert lablib.parse_size("8G") == 8 << 30
+    assert lablib.parse_size("512M") == 512 << 20
+    assert lablib.parse_size("1GiB") == 1 << 30
+    assert lablib.parse_size(4096) == 4096
