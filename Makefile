@@ -79,7 +79,8 @@ demo: venv host-packages
 	  echo "make demo: playbooks/site.yml and the roles it runs do not exist yet."; exit 1; fi
 	LAB_DIR=.build/lab-cinder $(LABCTL) up cinder
 	LAB_DIR=.build/lab-cinder $(LABCTL) inventory --output inventories/lab/hosts.yml
-	$(BIN)/ansible-playbook -i inventories/lab playbooks/site.yml
+	$(BIN)/ansible-playbook playbooks/site.yml
+	$(BIN)/ansible-playbook playbooks/summary.yml
 
 bench: venv
 	@if [ ! -f bench/run.py ]; then echo "make bench: no benchmarks exist yet (bench/run.py)."; exit 1; fi
