@@ -1,0 +1,404 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: tgt_target
+short_description: iSCSI targets of tgt that are live, persistent and locked down
+version_added: 0.1.0
+author:
+  - openblock.storage developers
+description:
+  - Converges a list of iSCSI targets of the tgt daemon (C(tgtd)) in one task, LUNs, access lists and
+    CHAP accounts included, so hundreds of volumes take one task, not hundreds.
+  - Reads the live state with one C(tgtadm --mode target --op show) and changes it with C(tgtadm),
+    target by target. It never restarts or reloads C(tgtd), because a reload drops the sessions of
+    targets in use.
+  - Writes each managed target to C(/etc/tgt/conf.d/openblock-IQN.conf) (mode 0600, atomically, in
+    tgt's own format), the file tgt reads when it starts, so the same targets, LUN identities, access
+    lists and accounts come back after a restart of C(tgtd) or a reboot. A target is I(managed) when such
+    a file exists; O(exclusive) only ever removes managed targets.
+  - Every LUN gets an explicit SCSI ID and serial number derived from the target and LUN names (or
+    given), never from the tid that tgt assigns, so a target that is deleted and created again, and gets
+    another tid, shows initiators the same WWID and multipath aliases keep working.
+  - A target with no O(targets[].addresses) and no O(targets[].initiators) admits nobody. The module never
+    admits C(ALL) unless it is listed, except that a target that lists only O(targets[].initiators) gets
+    the address entry C(ALL), because tgt checks the address list and the name list together and the
+    name list alone then decides.
+  - Validates all input before changing anything and fails with every error; refuses without O(force) to
+    remove a target, or to remove or change a LUN of a target, that has connected initiators (and names
+    them); refuses a backing path that does not exist.
+options:
+  targets:
+    description:
+      - The targets to converge. Targets on the host that are not listed are left alone, unless
+        O(exclusive=true) and they are managed by this module.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      iqn:
+        description:
+          - Target name, in the C(iqn.), C(eui.) or C(naa.) form of RFC 7143, with only letters, digits,
+            dot, colon and hyphen.
+        type: str
+        required: true
+      state:
+        description:
+          - V(present) creates or reconciles the target; V(absent) removes it and its conf.d file.
+        type: str
+        choices: [present, absent]
+        default: present
+      luns:
+        description:
+          - The LUNs of the target, numbered from 1 (LUN 0 is tgt's controller). LUNs of the target that
+            are not listed are removed.
+          - Adding a LUN to a target in use is allowed; removing or changing one needs O(force).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          lun:
+            description: LUN number, 1 to 255.
+            type: int
+            required: true
+          path:
+            description:
+              - Backing file or block device (an LV such as C(/dev/VG/LV)); it must exist. Letters, digits
+                and C(/._+:@-) only, because tgt-admin hands it to a shell.
+            type: path
+            required: true
+          readonly:
+            description: Export the LUN read-only.
+            type: bool
+            default: false
+          scsi_id:
+            description:
+              - SCSI ID of the LUN (VPD page 0x83), up to 36 characters of letters, digits and C(._-).
+              - tgt derives the WWID initiators see from the hex digits of this value, so give 32 hex digits.
+              - Default, the first 32 hex digits of SHA-256 of the target name and LUN number.
+            type: str
+          scsi_sn:
+            description:
+              - SCSI serial number (VPD page 0x80), up to 36 characters of letters, digits and C(._-).
+              - Default, 16 further hex digits of the same hash.
+            type: str
+      initiators:
+        description:
+          - Initiator names (IQNs) allowed to log in. When O(targets[].addresses) is also given, an
+            initiator must match both lists.
+        type: list
+        elements: str
+        default: []
+      addresses:
+        description:
+          - Initiator addresses or networks (C(10.0.0.5), C(10.0.0.0/24), C(fd00::/64)) allowed to log in,
+            or C(ALL). A host written as C(/32) or C(/128) is stored without the mask, because tgt never
+            matches a full-length mask; a network with host bits set is refused.
+        type: list
+        elements: str
+        default: []
+      incoming_users:
+        description:
+          - CHAP accounts initiators log in with. tgt accounts are global, so one user has one secret in
+            every target that lists it.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          user:
+            description: CHAP user name, 1 to 64 letters, digits or C(._@-).
+            type: str
+            required: true
+          password:
+            description: CHAP secret, 12 to 255 characters of letters, digits and C(._~+=@%^:,/-).
+            type: str
+            required: true
+            no_log: true
+      outgoing_user:
+        description:
+          - The account the target answers mutual CHAP with; its secret must differ from the incoming ones.
+        type: dict
+        suboptions:
+          user:
+            description: CHAP user name.
+            type: str
+            required: true
+          password:
+            description: CHAP secret, 12 characters or more.
+            type: str
+            required: true
+            no_log: true
+  persist:
+    description:
+      - Keep the conf.d file of each listed target equal to its live state. With V(false) the targets are
+        changed live only, and an existing conf.d file of a listed target is removed (it would bring back
+        an older configuration at the next start).
+    type: bool
+    default: true
+  exclusive:
+    description:
+      - Also remove the targets this module manages (those with a conf.d file written by it) that are not
+        listed. Targets created by other means are never touched.
+    type: bool
+    default: false
+  force:
+    description:
+      - Remove targets, and remove or change LUNs, even when initiators are connected; their sessions are
+        cut (the target is removed with C(tgtadm --force)).
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    description: Supported; reads the state and reports the plan in RV(commands) and RV(files) without running it.
+    support: full
+  diff_mode:
+    description: Supported; before and after show the LUNs, access lists and account names of each listed target.
+    support: full
+notes:
+  - Needs tgt (scsi-target-utils) 1.0.x with C(tgtd) running; tested with 1.0.85 on Debian 12.
+  - tgt cannot report a CHAP secret, so the module compares secrets with its conf.d files. The first run on
+    a target or account it did not create sets the secret again (changed).
+  - CHAP secrets pass through C(tgtadm)'s command line, as tgt offers no other way; they are masked in
+    RV(commands), in errors and in the diff.
+  - Serializes itself with the other modules of the collection through a host-wide lock.
+seealso:
+  - module: openblock.storage.lvm_thinvol
+'''
+
+EXAMPLES = r'''
+- name: Export two volumes to one compute node, with CHAP
+  openblock.storage.tgt_target:
+    targets:
+      - iqn: iqn.2010-10.org.openstack:volume-0001
+        luns:
+          - {lun: 1, path: /dev/cinder-volumes/volume-0001}
+        initiators: [iqn.1993-08.org.debian:01:compute1]
+        addresses: [10.50.1.0/24]
+        incoming_users:
+          - {user: compute1, password: "{{ vault_chap_compute1 }}"}
+      - iqn: iqn.2010-10.org.openstack:volume-0002
+        luns:
+          - {lun: 1, path: /dev/cinder-volumes/volume-0002, readonly: true}
+        initiators: [iqn.1993-08.org.debian:01:compute1]
+
+- name: Keep exactly these targets among the managed ones; remove the others that are not in use
+  openblock.storage.tgt_target:
+    targets: "{{ volumes | map('community.general.dict_kv', 'iqn') | list }}"
+    exclusive: true
+
+- name: Remove a target even though an initiator is still logged in
+  openblock.storage.tgt_target:
+    targets:
+      - iqn: iqn.2010-10.org.openstack:volume-0001
+        state: absent
+    force: true
+'''
+
+RETURN = r'''
+targets:
+  description: Each listed target that exists after the run (in check mode, as it is now), in the order listed.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - iqn: iqn.2010-10.org.openstack:volume-0001
+      tid: 1
+      state: ready
+      luns:
+        - lun: 1
+          path: /dev/cinder-volumes/volume-0001
+          size: 1073741824
+          size_text: 1074 MB
+          readonly: false
+          scsi_id: 9c1185a5c5e9fc54612808977ee8f548
+          scsi_sn: b2a4d3c1e0f98877
+          wwid: 36c1185a5c5e9fc54612808977ee8f548
+      acl:
+        addresses: [10.50.1.0/24]
+        initiators: [iqn.1993-08.org.debian:01:compute1]
+      accounts:
+        incoming: [compute1]
+        outgoing: null
+      connected:
+        - initiator: iqn.1993-08.org.debian:01:compute1
+          addresses: [10.50.1.21]
+      conf_file: /etc/tgt/conf.d/openblock-iqn.2010-10.org.openstack:volume-0001.conf
+commands:
+  description: The commands run (in check mode, that would run), in order, with CHAP secrets masked.
+  returned: always
+  type: list
+  elements: str
+  sample: ["tgtadm --lld iscsi --mode target --op new --tid 1 -T iqn.2010-10.org.openstack:volume-0001"]
+files:
+  description: The conf.d files written or removed (in check mode, that would be).
+  returned: always
+  type: dict
+  contains:
+    written:
+      description: Paths written.
+      type: list
+      elements: str
+    removed:
+      description: Paths removed.
+      type: list
+      elements: str
+  sample: {written: [/etc/tgt/conf.d/openblock-iqn.2010-10.org.openstack:volume-0001.conf], removed: []}
+'''
+
+import glob
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.openblock.storage.plugins.module_utils.plan import Runner, diff_result, host_lock
+from ansible_collections.openblock.storage.plugins.module_utils.tgt import (
+    CONF_DIR, CONF_PREFIX, SHOW_ACCOUNTS, SHOW_TARGETS, Refusal, conf_path, desired_view, owned_view,
+    parse_accounts, parse_conf, parse_show, plan_targets, target_view, validate_targets)
+
+ACCOUNT_SPEC = dict(user=dict(type='str', required=True), password=dict(type='str', required=True, no_log=True))
+LUN_SPEC = dict(lun=dict(type='int', required=True), path=dict(type='path', required=True),
+                readonly=dict(type='bool', default=False), scsi_id=dict(type='str'), scsi_sn=dict(type='str'))
+TARGET_SPEC = dict(
+    iqn=dict(type='str', required=True),
+    state=dict(type='str', choices=['present', 'absent'], default='present'),
+    luns=dict(type='list', elements='dict', options=LUN_SPEC, default=[]),
+    initiators=dict(type='list', elements='str', default=[]),
+    addresses=dict(type='list', elements='str', default=[]),
+    incoming_users=dict(type='list', elements='dict', options=ACCOUNT_SPEC, default=[]),
+    outgoing_user=dict(type='dict', options=ACCOUNT_SPEC),
+)
+
+
+def read_managed_files():
+    """iqn -> {path, text, secrets} of every conf.d file this module wrote."""
+    files = {}
+    for path in sorted(glob.glob('%s/%s*.conf' % (CONF_DIR, CONF_PREFIX))):
+        with open(path) as handle:
+            text = handle.read()
+        parsed = parse_conf(text)
+        if parsed is not None and conf_path(parsed['iqn']) == path:
+            files[parsed['iqn']] = dict(path=path, text=text, secrets=parsed['secrets'])
+    return files
+
+
+def write_atomically(path, text):
+    """Write a file that holds secrets: mode 0600 from its first byte, renamed into place."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix='.openblock-tmp-')
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, 'w') as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temporary, path)
+    except Exception:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def size_of(path):
+    """Size in bytes of a backing file or block device, or None when it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def missing_paths(targets):
+    errors = []
+    for index, target in enumerate(targets):
+        for lun_index, lun in enumerate(target['luns']):
+            if not os.path.exists(lun['path']):
+                errors.append('targets[%d].luns[%d].path=%r does not exist; create the volume or file first'
+                              % (index, lun_index, lun['path']))
+            elif os.path.isdir(lun['path']):
+                errors.append('targets[%d].luns[%d].path=%r is a directory, not a file or block device'
+                              % (index, lun_index, lun['path']))
+    return errors
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            targets=dict(type='list', elements='dict', options=TARGET_SPEC, required=True),
+            persist=dict(type='bool', default=True),
+            exclusive=dict(type='bool', default=False),
+            force=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    desired, errors = validate_targets(params['targets'])
+    errors += missing_paths([t for t in desired if t['state'] == 'present'])
+    if errors:
+        module.fail_json(msg='invalid input, nothing was changed: ' + '; '.join(errors), errors=errors, commands=[])
+
+    runner = Runner(module)
+    with host_lock(module):
+        live = parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
+        files = read_managed_files()
+        options = dict(exclusive=params['exclusive'], force=params['force'], persist=params['persist'])
+        plan = plan_targets(desired, live, files, **options)
+        if plan.needs_accounts:
+            accounts = parse_accounts(runner.read(SHOW_ACCOUNTS, what='reading tgt accounts')[1])
+            plan = plan_targets(desired, live, files, accounts=accounts, **options)
+        if plan.refusals:
+            error = Refusal(plan.refusals)
+            module.fail_json(msg='refused, nothing was changed: ' + str(error), reasons=error.reasons, commands=[])
+
+        touched = [t['iqn'] for t in desired] + [iqn for iqn in files if iqn not in set(t['iqn'] for t in desired)
+                                                 and params['exclusive']]
+        before = dict((iqn, owned_view(live.get(iqn))) for iqn in touched)
+        changed = runner.apply(plan.actions)
+        if not module.check_mode:
+            for path in plan.removals:
+                if os.path.exists(path):
+                    os.unlink(path)
+            for path in sorted(plan.writes):
+                write_atomically(path, plan.writes[path])
+        changed = changed or bool(plan.writes) or bool(plan.removals)
+        if plan.actions and not module.check_mode:
+            live = parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
+
+    if module.check_mode:
+        after = dict((iqn, before[iqn]) for iqn in touched)
+        after.update((t['iqn'], desired_view(t)) for t in desired)
+        for iqn in touched:
+            if iqn not in set(t['iqn'] for t in desired):
+                after[iqn] = None
+    else:
+        after = dict((iqn, owned_view(live.get(iqn))) for iqn in touched)
+
+    results = []
+    for target in desired:
+        if target['iqn'] in live:
+            view = target_view(live[target['iqn']], size_of)
+            path = conf_path(target['iqn'])
+            view['conf_file'] = path if os.path.exists(path) else None
+            results.append(view)
+    result = dict(changed=changed, targets=results, commands=runner.commands,
+                  files=dict(written=sorted(plan.writes), removed=sorted(plan.removals)))
+    if module._diff:
+        result['diff'] = diff_result(before, after)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
