@@ -1,0 +1,321 @@
+"""tgt parsing, validation, conf.d rendering and planning, fed with tgtadm output recorded on the lab VM
+(tgt 1.0.85, Debian 12)."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.openblock.storage.plugins.module_utils import tgt
+from ansible_collections.openblock.storage.plugins.module_utils.plan import MASK, Action, Runner
+
+FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'tgt'
+ME = 'iqn.1993-08.org.debian:01:176a8008f8b'  # the lab image's initiator, logged in to exp1
+
+
+def fixture(name):
+    return (FIXTURES / name).read_text()
+
+
+@pytest.fixture
+def busy():
+    """Three targets: exp10 (two LUNs, ACLs, accounts), exp2 (empty), exp1 (initiator connected)."""
+    return tgt.parse_show(fixture('show_targets_luns_acl_accounts_connected.txt'))
+
+
+def smoke_desired():
+    desired, errors = tgt.validate_targets(json.loads(fixture('desired_smoke.json'))['targets'])
+    assert errors == []
+    return desired
+
+
+def smoke_files():
+    files = {}
+    for name in ('conf_smoke1.conf', 'conf_smoke2.conf'):
+        text = fixture(name)
+        parsed = tgt.parse_conf(text)
+        files[parsed['iqn']] = dict(path=tgt.conf_path(parsed['iqn']), text=text, secrets=parsed['secrets'])
+    return files
+
+
+# ---------------------------------------------------------------- parsing
+
+def test_empty_show_has_no_targets():
+    assert tgt.parse_show(fixture('show_empty.txt')) == {}
+
+
+def test_show_parses_luns_acls_accounts_and_sessions(busy):
+    assert sorted(busy) == ['iqn.2026-11.test.tgt:exp1', 'iqn.2026-11.test.tgt:exp10', 'iqn.2026-11.test.tgt:exp2']
+    exp10 = busy['iqn.2026-11.test.tgt:exp10']
+    assert (exp10['tid'], exp10['state']) == (1, 'ready')
+    assert sorted(exp10['luns']) == [0, 1, 2]
+    assert exp10['luns'][0]['type'] == 'controller' and exp10['luns'][0]['path'] is None
+    assert exp10['luns'][1] == dict(lun=1, type='disk', path='/var/tmp/itest-tgt/f1.img', readonly=False,
+                                    scsi_id='IET     00010001', scsi_sn='beaf11', size_text='67 MB')
+    assert exp10['luns'][2]['readonly'] is True
+    assert exp10['luns'][2]['scsi_id'] == '00112233445566778899aabbccddeeff'
+    assert exp10['incoming_users'] == ['inuser2']
+    assert exp10['outgoing_user'] == 'outuser1'
+    # One "ACL information" section holds both kinds of entries.
+    assert exp10['addresses'] == ['10.50.1.0/24', '0.0.0.0/32']
+    assert exp10['initiators'] == [ME, 'iqn.2026-11.test.tgt:other-initiator']
+    assert exp10['sessions'] == []
+
+
+def test_show_parses_connected_initiator(busy):
+    exp1 = busy['iqn.2026-11.test.tgt:exp1']
+    assert exp1['tid'] == 3
+    assert exp1['sessions'] == [dict(initiator=ME, addresses=['127.0.0.1'])]
+    assert exp1['addresses'] == ['127.0.0.1']
+
+
+def test_target_names_match_exactly(busy):
+    # exp1 and exp10 share a prefix; each keeps its own LUNs.
+    assert busy['iqn.2026-11.test.tgt:exp1']['luns'][1]['scsi_id'] == '0f1e2d3c4b5a69788796a5b4c3d2e1f0'
+    assert busy['iqn.2026-11.test.tgt:exp10']['luns'][1]['scsi_id'] == 'IET     00010001'
+
+
+def test_accounts_list():
+    assert tgt.parse_accounts(fixture('show_accounts.txt')) == {'spareuser', 'inuser2', 'outuser1'}
+    assert tgt.parse_accounts('') == set()
+
+
+# ---------------------------------------------------------------- identity
+
+def test_default_ids_depend_on_names_only():
+    scsi_id, scsi_sn = tgt.default_ids('iqn.2026-11.test.tgt:a', 1)
+    assert len(scsi_id) == 32 and len(scsi_sn) == 16
+    assert (scsi_id, scsi_sn) == tgt.default_ids('iqn.2026-11.test.tgt:a', 1)
+    assert scsi_id != tgt.default_ids('iqn.2026-11.test.tgt:a', 2)[0]
+    assert scsi_id != tgt.default_ids('iqn.2026-11.test.tgt:b', 1)[0]
+
+
+def test_wwid_matches_what_the_lab_initiator_read():
+    # scsi_id 0f1e...e1f0 on tid 3 gave `/lib/udev/scsi_id -g -u` = 36f1e2d3c4b5a69788796a5b4c3d2e1f0.
+    assert tgt.wwid_of('0f1e2d3c4b5a69788796a5b4c3d2e1f0') == '36f1e2d3c4b5a69788796a5b4c3d2e1f0'
+    assert tgt.wwid_of('IET     00010001') is None
+
+
+# ---------------------------------------------------------------- validation
+
+def test_validation_collects_every_error_with_option_and_value():
+    raw = [
+        dict(iqn='IQN.bad name'),
+        dict(iqn='iqn.2026-11.test.tgt:x', luns=[dict(lun=0, path='/dev/x'), dict(lun=1, path='rel/path'),
+                                                 dict(lun=2, path='/dev/ok', scsi_id='x' * 37)],
+             addresses=['10.0.0.1/24', 'nonsense'],
+             incoming_users=[dict(user='u1', password='short')],
+             outgoing_user=dict(user='u1', password='longenoughsecret')),
+    ]
+    targets, errors = tgt.validate_targets(raw)
+    text = '\n'.join(errors)
+    assert "targets[0].iqn='IQN.bad name'" in text
+    assert 'targets[1].luns[0].lun=0' in text
+    assert "targets[1].luns[1].path='rel/path'" in text
+    assert 'targets[1].luns[2].scsi_id=' in text
+    assert "targets[1].addresses[0]='10.0.0.1/24'" in text  # host bits set
+    assert "targets[1].addresses[1]='nonsense'" in text
+    assert 'targets[1].incoming_users[0].password' in text and 'shorter than 12' in text
+    assert 'short' not in text.replace('shorter', '')  # the secret itself is never echoed
+    assert len(errors) == 7
+
+
+def test_full_length_masks_are_written_as_hosts():
+    targets, errors = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:m', addresses=['10.0.0.5/32', 'fd00::/64'])])
+    assert errors == []
+    assert targets[0]['addresses'] == ['10.0.0.5', 'fd00::/64']
+
+
+def test_one_user_has_one_secret_across_targets():
+    raw = [dict(iqn='iqn.2026-11.test.tgt:a', incoming_users=[dict(user='u', password='a' * 12)]),
+           dict(iqn='iqn.2026-11.test.tgt:b', incoming_users=[dict(user='u', password='b' * 12)])]
+    assert any('another secret' in e for e in tgt.validate_targets(raw)[1])
+
+
+def test_mutual_chap_secrets_must_differ():
+    raw = [dict(iqn='iqn.2026-11.test.tgt:a', incoming_users=[dict(user='u', password='s' * 12)],
+                outgoing_user=dict(user='o', password='s' * 12))]
+    assert any('must differ' in e for e in tgt.validate_targets(raw)[1])
+
+
+def test_same_backing_path_twice_is_refused():
+    raw = [dict(iqn='iqn.2026-11.test.tgt:a', luns=[dict(lun=1, path='/dev/vg/lv')]),
+           dict(iqn='iqn.2026-11.test.tgt:b', luns=[dict(lun=1, path='/dev/vg/lv')])]
+    assert any('already exported by iqn.2026-11.test.tgt:a LUN 1' in e for e in tgt.validate_targets(raw)[1])
+
+
+# ---------------------------------------------------------------- access lists and files
+
+def test_no_acl_means_no_access():
+    target = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:a')])[0][0]
+    assert tgt.acl_addresses(target) == [tgt.NO_ACCESS]
+    assert 'initiator-address 0.0.0.0/32' in tgt.render_conf(target)
+    names_only = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:a', initiators=[ME])])[0][0]
+    assert tgt.acl_addresses(names_only) == ['ALL']
+
+
+def test_render_matches_the_file_the_module_wrote_on_the_lab():
+    desired = smoke_desired()
+    assert tgt.render_conf(desired[0]) == fixture('conf_smoke1.conf')
+    assert tgt.render_conf(desired[1]) == fixture('conf_smoke2.conf')
+
+
+def test_parse_conf_reads_our_files_only():
+    parsed = tgt.parse_conf(fixture('conf_smoke1.conf'))
+    assert parsed == dict(iqn='iqn.2026-11.test.tgt:smoke1',
+                          secrets={'smokeuser': 'smokesecret123', 'smokeout': 'smokeoutsecret1'})
+    assert tgt.parse_conf('<target iqn.2026-11.test.tgt:other>\n</target>\n') is None
+
+
+# ---------------------------------------------------------------- planning
+
+def test_converged_state_after_tgtd_restart_plans_nothing():
+    live = tgt.parse_show(fixture('show_converged_after_restart.txt'))
+    plan = tgt.plan_targets(smoke_desired(), live, smoke_files())
+    assert plan.actions == [] and plan.writes == {} and plan.removals == [] and plan.refusals == []
+    assert not plan.needs_accounts
+
+
+def test_create_from_empty_uses_lowest_tid_and_sets_identity_before_acl():
+    desired = smoke_desired()
+    plan = tgt.plan_targets(desired, {}, {}, accounts=set())
+    argvs = [' '.join(a.argv) for a in plan.actions]
+    assert argvs[0].endswith('--mode account --op new --user smokeout --password smokeoutsecret1')
+    assert '--op new --tid 1 -T iqn.2026-11.test.tgt:smoke1' in argvs[2]
+    first_bind = next(i for i, a in enumerate(argvs) if '--op bind' in a and '--mode target' in a)
+    last_identity = max(i for i, a in enumerate(argvs) if 'scsi_id=' in a)
+    assert last_identity < first_bind
+    assert any('--op new --tid 2 -T iqn.2026-11.test.tgt:smoke2' in a for a in argvs)
+    assert any(a.endswith('--tid 2 -I 0.0.0.0/32') for a in argvs)
+    assert not any(' -I ALL' in a and '--tid 2' in a for a in argvs)
+    assert sorted(plan.writes) == [tgt.conf_path('iqn.2026-11.test.tgt:smoke1'), tgt.conf_path('iqn.2026-11.test.tgt:smoke2')]
+
+
+def test_secrets_are_masked_in_shown_commands():
+    plan = tgt.plan_targets(smoke_desired(), {}, {}, accounts=set())
+    shown = '\n'.join(a.shown() for a in plan.actions)
+    assert 'smokesecret123' not in shown and 'smokeoutsecret1' not in shown
+    assert shown.count(MASK) == 2
+
+
+def test_missing_account_list_is_asked_for():
+    plan = tgt.plan_targets(smoke_desired(), {}, {})
+    assert plan.needs_accounts
+
+
+def test_lowest_free_tid_fills_gaps(busy):
+    del busy['iqn.2026-11.test.tgt:exp2']  # frees tid 2
+    desired = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:new')])[0]
+    plan = tgt.plan_targets(desired, busy, {}, accounts=set())
+    assert plan.actions[0].argv[-4:] == ['--tid', '2', '-T', 'iqn.2026-11.test.tgt:new']
+
+
+def test_removing_a_connected_target_is_refused_with_initiator_names(busy):
+    desired = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:exp1', state='absent')])[0]
+    plan = tgt.plan_targets(desired, busy, {})
+    assert len(plan.refusals) == 1
+    assert ME in plan.refusals[0] and '127.0.0.1' in plan.refusals[0] and 'force' in plan.refusals[0]
+    forced = tgt.plan_targets(desired, busy, {}, force=True)
+    assert forced.refusals == []
+    assert forced.actions[0].argv[-3:] == ['--tid', '3', '--force']
+
+
+def test_changing_a_lun_of_a_connected_target_is_refused(busy):
+    desired = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:exp1', addresses=['127.0.0.1'],
+                                         luns=[dict(lun=1, path='/var/tmp/itest-tgt/f2.img')])])[0]
+    plan = tgt.plan_targets(desired, busy, {})
+    assert len(plan.refusals) == 1 and 'changing LUN 1' in plan.refusals[0] and ME in plan.refusals[0]
+
+
+def test_adding_a_lun_to_a_connected_target_is_allowed(busy):
+    desired = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:exp1', addresses=['127.0.0.1'], luns=[
+        dict(lun=1, path='/var/tmp/itest-tgt/f1.img', scsi_id='0f1e2d3c4b5a69788796a5b4c3d2e1f0',
+             scsi_sn='abcdef0123456789abcd'),
+        dict(lun=2, path='/var/tmp/itest-tgt/f3.img')])])[0]
+    plan = tgt.plan_targets(desired, busy, {}, accounts=set())
+    assert plan.refusals == []
+    assert [a.argv[3:7] for a in plan.actions] == [['--mode', 'logicalunit', '--op', 'new'],
+                                                   ['--mode', 'logicalunit', '--op', 'update']]
+
+
+def test_reconcile_unbinds_before_binding_and_replaces_unknown_secrets(busy):
+    desired = tgt.validate_targets([dict(
+        iqn='iqn.2026-11.test.tgt:exp10',
+        luns=[dict(lun=1, path='/var/tmp/itest-tgt/f1.img')],
+        addresses=['10.50.1.0/24'], initiators=[ME],
+        incoming_users=[dict(user='inuser2', password='newsecret1234')])])[0]
+    plan = tgt.plan_targets(desired, busy, {}, accounts={'inuser2', 'outuser1', 'spareuser'})
+    argvs = [' '.join(a.argv[3:]) for a in plan.actions]
+    assert argvs == [
+        # the secret of inuser2 is not in any of our files: set it again (delete unbinds it)
+        '--mode account --op delete --user inuser2',
+        '--mode account --op new --user inuser2 --password newsecret1234',
+        '--mode target --op unbind --tid 1 -I 0.0.0.0/32',
+        '--mode target --op unbind --tid 1 -Q iqn.2026-11.test.tgt:other-initiator',
+        '--mode account --op unbind --tid 1 --user outuser1 --outgoing',
+        '--mode logicalunit --op delete --tid 1 --lun 2',
+        '--mode logicalunit --op update --tid 1 --lun 1 --params scsi_id=%s,scsi_sn=%s,readonly=0'
+        % tgt.default_ids('iqn.2026-11.test.tgt:exp10', 1),
+        '--mode account --op bind --tid 1 --user inuser2',
+    ]
+
+
+def test_exclusive_removes_only_managed_targets(busy):
+    files = {'iqn.2026-11.test.tgt:exp2': dict(path=tgt.conf_path('iqn.2026-11.test.tgt:exp2'), text='', secrets={})}
+    plan = tgt.plan_targets([], busy, files, exclusive=True)
+    assert [a.argv[3:] for a in plan.actions] == [['--mode', 'target', '--op', 'delete', '--tid', '2']]
+    assert plan.removals == [tgt.conf_path('iqn.2026-11.test.tgt:exp2')]
+
+
+def test_persist_false_removes_the_file_of_a_listed_target():
+    live = tgt.parse_show(fixture('show_converged_after_restart.txt'))
+    plan = tgt.plan_targets(smoke_desired(), live, smoke_files(), persist=False)
+    assert plan.actions == [] and plan.writes == {}
+    assert sorted(plan.removals) == sorted(f['path'] for f in smoke_files().values())
+
+
+def test_removed_targets_accounts_are_deleted_when_unused():
+    live = tgt.parse_show(fixture('show_converged_after_restart.txt'))
+    desired = [dict(t, state='absent') for t in smoke_desired()]
+    plan = tgt.plan_targets(desired, live, smoke_files())
+    argvs = [' '.join(a.argv[3:]) for a in plan.actions]
+    assert argvs == ['--mode target --op delete --tid 1', '--mode target --op delete --tid 2',
+                     '--mode account --op delete --user smokeout', '--mode account --op delete --user smokeuser']
+
+
+# ---------------------------------------------------------------- failures through the runner
+
+class FakeModule(object):
+    check_mode = False
+
+    def __init__(self, rc, out, err):
+        self.reply = (rc, out, err)
+        self.failed = None
+
+    def run_command(self, argv, environ_update=None):
+        return self.reply
+
+    def fail_json(self, **kwargs):
+        self.failed = kwargs
+        raise SystemExit(1)
+
+
+@pytest.mark.parametrize('name', ['err_account_exists.txt', 'err_target_in_use.txt', 'err_outgoing_exists.txt'])
+def test_tgtadm_errors_are_reported_with_the_action_and_no_secret(name):
+    message, exit_line = fixture(name).splitlines()
+    module = FakeModule(int(exit_line.split()[1]), '', message + '\n')
+    secret = 'smokesecret123'
+    action = Action(tgt.TGTADM + ['--mode', 'account', '--op', 'new', '--user', 'u', '--password', secret],
+                    'create CHAP user u', secrets=[secret])
+    with pytest.raises(SystemExit):
+        Runner(module).apply([action])
+    assert message in module.failed['msg'] and 'exited 22' in module.failed['msg']
+    assert secret not in json.dumps(module.failed)
+
+
+def test_plan_does_not_mutate_its_input(busy):
+    snapshot = copy.deepcopy(busy)
+    desired = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:exp10', state='absent')])[0]
+    tgt.plan_targets(desired, busy, {})
+    assert busy == snapshot
