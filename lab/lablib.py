@@ -155,6 +155,10 @@ def parse_topology(name, text):
 
 
 def load_topology(name):
+    """A topology by name from lab/topologies, or from a path to a .toml file (for experiments)."""
+    if name.endswith(".toml") and os.path.isfile(name):
+        with open(name, encoding="utf-8") as handle:
+            return parse_topology(os.path.abspath(name), handle.read())
     path = os.path.join(TOPOLOGY_DIR, f"{name}.toml")
     if not os.path.isfile(path):
         known = sorted(f[:-5] for f in os.listdir(TOPOLOGY_DIR) if f.endswith(".toml"))
@@ -304,7 +308,8 @@ def qemu_argv(*, vm_name, accel, kernel, initrd, append, overlay, ssh_port, nics
 
 def kernel_append(hostname, nics):
     """Kernel command line; lab.net= is read by the image's lab-net boot unit."""
-    parts = ["root=LABEL=labroot", "rw", "rootdelay=5", "console=ttyS0", "net.ifnames=0",
+    # quiet: every console byte costs an emulated UART write under TCG; failures still show.
+    parts = ["root=LABEL=labroot", "rw", "rootdelay=5", "console=ttyS0", "net.ifnames=0", "quiet",
              f"systemd.hostname={hostname}"]
     if nics:
         parts.append("lab.net=" + ",".join(f"{nic.mac}@{nic.address}/{nic.prefix}" for nic in nics))
