@@ -49,13 +49,19 @@ class Runner(object):
     def __init__(self, module):
         self.module = module
         self.commands = []  # what was run (or, in check mode, would be run), masked
+        self.results = []   # (action, exit code) of every action run, for callers that accept several
 
-    def read(self, argv, ok_rcs=(0,), what=None):
-        """Run a non-mutating command; fail the module when its exit code is not in ok_rcs."""
+    def read(self, argv, ok_rcs=(0,), what=None, secret_output=False):
+        """Run a non-mutating command; fail the module when its exit code is not in ok_rcs.
+
+        With secret_output=True (the output holds secrets, e.g. `iscsiadm ... -S`) a failure
+        reports stderr only, never stdout.
+        """
         rc, out, err = self.module.run_command([str(a) for a in argv], environ_update=TOOL_ENV)
         if rc not in ok_rcs:
+            detail = err if secret_output else (err or out)
             self.module.fail_json(
-                msg='%s failed (exit %d): %s' % (what or ' '.join(argv), rc, (err or out).strip()),
+                msg='%s failed (exit %d): %s' % (what or ' '.join(argv), rc, detail.strip()),
                 rc=rc, cmd=' '.join(argv), stderr=err, commands=self.commands)
         return rc, out, err
 
@@ -66,6 +72,7 @@ class Runner(object):
             if self.module.check_mode:
                 continue
             rc, out, err = self.module.run_command(action.argv, environ_update=TOOL_ENV)
+            self.results.append((action, rc))
             if rc not in action.ok_rcs:
                 detail = (err or out).strip()
                 for secret in action.secrets:

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -51,16 +52,20 @@ class Lab:
             cmd.append('--check')
         if diff:
             cmd.append('--diff')
+            verbosity = max(verbosity, 3)  # below -vvv, callbacks drop `diff` from the result
         if verbosity:
             cmd.append('-' + 'v' * verbosity)
-        env = dict(self.env, ANSIBLE_STDOUT_CALLBACK='json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1')
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
-        try:
-            report = json.loads(proc.stdout[proc.stdout.index('{'):])
-            result = report['plays'][0]['tasks'][0]['hosts'][NODE]
-        except (ValueError, KeyError, IndexError):
-            raise AssertionError('no result from ansible (exit %d)\nstdout: %s\nstderr: %s'
-                                 % (proc.returncode, proc.stdout, proc.stderr))
+        # The result comes from ad-hoc --tree (ansible-core's own tree callback): the `json`
+        # stdout callback lives in ansible.posix, which the venv does not have.
+        with tempfile.TemporaryDirectory() as tree:
+            proc = subprocess.run(cmd + ['--tree', tree], env=self.env, capture_output=True, text=True,
+                                  timeout=1800)
+            try:
+                with open(os.path.join(tree, NODE)) as handle:
+                    result = json.load(handle)
+            except (OSError, ValueError):
+                raise AssertionError('no result from ansible (exit %d)\nstdout: %s\nstderr: %s'
+                                     % (proc.returncode, proc.stdout, proc.stderr))
         if raw:
             return result, proc.stdout + proc.stderr
         return result

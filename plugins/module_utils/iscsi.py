@@ -1,0 +1,389 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""open-iscsi (iscsiadm) for the iscsi_session module: parsers of its output and the pure planner.
+
+Everything here is keyed by the exact triple (target, portal, iface), where portal is the
+``IP:port`` text iscsiadm prints (IPv6 in brackets). Sessions are never matched by substring,
+so a session to ``...:disk10`` can never make ``...:disk1`` look logged in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ansible_collections.openblock.storage.plugins.module_utils.names import format_portal, parse_portal
+from ansible_collections.openblock.storage.plugins.module_utils.plan import Action
+
+ISCSIADM = 'iscsiadm'
+
+# Exit codes of iscsiadm (open-iscsi include/iscsi_err.h) that change what the module does.
+RC_SESSION_EXISTS = 15   # login: a session to this node already exists
+RC_NO_OBJECTS = 21       # no sessions / no records / no matching session to log out
+RC_LOGIN_AUTH_FAILED = 24
+RC_DB_ERROR = 6          # e.g. `-m discoverydb -o show` of a record that does not exist
+
+EMPTY = '<empty>'        # how iscsiadm prints an unset value in a record
+STARTUP_KEY = 'node.startup'
+NODE_AUTH_PREFIX = 'node.session.auth.'
+DISCOVERY_AUTH_PREFIX = 'discovery.sendtargets.auth.'
+SECRET_FIELDS = ('password', 'password_in')
+
+
+def portal_key(text):
+    """``IP:port[,tpgt]`` as printed by iscsiadm -> (portal 'IP:port', tpgt or None)."""
+    portal, _, tpgt = text.partition(',')
+    address, port = parse_portal(portal, 'iscsiadm output')
+    return format_portal(address, port), (int(tpgt) if tpgt else None)
+
+
+# ---------------------------------------------------------------- parsers
+
+_TARGET_LINE = re.compile(r'^(?P<portal>\S+) (?P<target>\S+)$')
+_SESSION_LINE = re.compile(r'^(?P<transport>\w+): \[(?P<sid>\d+)\] (?P<portal>\S+) (?P<target>\S+)( \(\S+\))?$')
+
+
+def parse_targets(text):
+    """Lines ``IP:port,tpgt IQN`` (``iscsiadm -m node`` and sendtargets discovery) -> list of dicts."""
+    found = []
+    for line in text.splitlines():
+        match = _TARGET_LINE.match(line.strip())
+        if match and ',' in match.group('portal'):
+            portal, tpgt = portal_key(match.group('portal'))
+            found.append({'target': match.group('target'), 'portal': portal, 'tpgt': tpgt})
+    return found
+
+
+def parse_session_list(text):
+    """``iscsiadm -m session``: ``tcp: [SID] IP:port,tpgt IQN (non-flash)`` -> list of dicts."""
+    sessions = []
+    for line in text.splitlines():
+        match = _SESSION_LINE.match(line.strip())
+        if match:
+            portal, tpgt = portal_key(match.group('portal'))
+            sessions.append({'sid': int(match.group('sid')), 'target': match.group('target'),
+                             'portal': portal, 'tpgt': tpgt, 'transport': match.group('transport')})
+    return sessions
+
+
+def parse_session_detail(text):
+    """``iscsiadm -m session -P 3`` -> one dict per session, with its SCSI disks.
+
+    Sessions are grouped under ``Target:`` lines; each starts at ``Current Portal:``. The portal
+    a session is matched by is the persistent one (the node record's), not the current one,
+    which differs after a target redirect.
+    """
+    sessions = []
+    target = session = None
+    lun = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        key, _, value = line.partition(': ')
+        if line.startswith('Target: '):
+            target = line.split()[1]
+        elif key == 'Current Portal':
+            session = {'target': target, 'current_portal': portal_key(value)[0], 'devices': []}
+            sessions.append(session)
+        elif session is None:
+            continue
+        elif key == 'Persistent Portal':
+            session['portal'], session['tpgt'] = portal_key(value)
+        elif key == 'Iface Name':
+            session['iface'] = value
+        elif key == 'SID':
+            session['sid'] = int(value)
+        elif key == 'iSCSI Connection State':
+            session['connection_state'] = value
+        elif key == 'iSCSI Session State':
+            session['state'] = value
+        elif re.match(r'^scsi\d+ Channel \d+ Id \d+ Lun: \d+$', line):
+            lun = int(line.rsplit(' ', 1)[1])
+        elif line.startswith('Attached scsi disk '):
+            session['devices'].append({'name': line.split()[3], 'lun': lun})
+    return sessions
+
+
+def parse_records(text):
+    """``-o show`` output of node or discoverydb records -> list of {key: value} ('' for <empty>)."""
+    records, current = [], None
+    for line in text.splitlines():
+        if line.startswith('# BEGIN RECORD'):
+            current = {}
+        elif line.startswith('# END RECORD'):
+            if current is not None:
+                records.append(current)
+            current = None
+        elif current is not None and ' = ' in line:
+            key, _, value = line.partition(' = ')
+            current[key.strip()] = '' if value.strip() == EMPTY else value.strip()
+    return records
+
+
+def node_from_record(record):
+    """A node record (all its settings, secrets included) keyed the way the module matches it."""
+    address, port = record['node.conn[0].address'], int(record['node.conn[0].port'])
+    return {'target': record['node.name'], 'portal': format_portal(address, port),
+            'tpgt': int(record.get('node.tpgt', '1')), 'iface': record.get('iface.iscsi_ifacename', 'default'),
+            'settings': record}
+
+
+def public_node(node):
+    """What the module returns about a node record: no secrets."""
+    settings = node['settings']
+    return {'target': node['target'], 'portal': node['portal'], 'tpgt': node['tpgt'], 'iface': node['iface'],
+            'startup': settings.get(STARTUP_KEY, ''),
+            'auth': {'method': settings.get(NODE_AUTH_PREFIX + 'authmethod', ''),
+                     'username': settings.get(NODE_AUTH_PREFIX + 'username', ''),
+                     'username_in': settings.get(NODE_AUTH_PREFIX + 'username_in', '')}}
+
+
+# ---------------------------------------------------------------- devices in use
+
+def device_usage(name, sys_block='/sys/block', mountinfo='/proc/self/mountinfo', swaps='/proc/swaps'):
+    """Why disk ``name`` (sdX) is in use: holders (dm, multipath, LVM, md) of it or its partitions,
+    mounts and swap of it or its partitions. Empty list = free to log out."""
+    base = os.path.join(sys_block, name)
+    if not os.path.isdir(base):
+        return []
+    parts = [name] + sorted(p for p in os.listdir(base) if p.startswith(name))
+    reasons, numbers = [], {}
+    for part in parts:
+        pdir = base if part == name else os.path.join(base, part)
+        holders_dir = os.path.join(pdir, 'holders')
+        if os.path.isdir(holders_dir):
+            for holder in sorted(os.listdir(holders_dir)):
+                reasons.append('/dev/%s is held by %s' % (part, holder_name(sys_block, holder)))
+        try:
+            with open(os.path.join(pdir, 'dev')) as handle:
+                numbers[handle.read().strip()] = part
+        except OSError:
+            pass
+    for line in _lines(mountinfo):
+        fields = line.split()
+        if len(fields) > 4 and fields[2] in numbers:
+            reasons.append('/dev/%s is mounted on %s' % (numbers[fields[2]], fields[4]))
+    for line in _lines(swaps)[1:]:
+        device = line.split()[0] if line.split() else ''
+        if os.path.basename(device) in numbers.values():
+            reasons.append('%s is a swap device' % device)
+    return reasons
+
+
+def holder_name(sys_block, holder):
+    """dm-3 -> 'dm-3 (mpatha)' when the device-mapper name is known."""
+    try:
+        with open(os.path.join(sys_block, holder, 'dm', 'name')) as handle:
+            return '%s (%s)' % (holder, handle.read().strip())
+    except OSError:
+        return holder
+
+
+def _lines(path):
+    try:
+        with open(path) as handle:
+            return handle.read().splitlines()
+    except OSError:
+        return []
+
+
+# ---------------------------------------------------------------- planning
+
+def auth_settings(prefix, auth):
+    """The record settings that CHAP options ``auth`` stand for; {} when auth is not managed."""
+    if not auth:
+        return {}
+    return {prefix + 'authmethod': 'CHAP',
+            prefix + 'username': auth['username'], prefix + 'password': auth['password'],
+            prefix + 'username_in': auth.get('username_in') or '',
+            prefix + 'password_in': auth.get('password_in') or ''}
+
+
+def node_settings(startup, node_auth):
+    """The node record settings the module manages, in the order it writes them."""
+    settings = {}
+    if startup:
+        settings[STARTUP_KEY] = startup
+    settings.update(auth_settings(NODE_AUTH_PREFIX, node_auth))
+    return settings
+
+
+def is_secret(key):
+    return key.rsplit('.', 1)[-1] in SECRET_FIELDS
+
+
+def changed_settings(current, wanted):
+    """The (key, value) pairs of ``wanted`` that ``current`` does not already have."""
+    return [(k, v) for k, v in wanted.items() if current.get(k, '') != v]
+
+
+def update_argv(base, changes):
+    argv = list(base) + ['-o', 'update']
+    for key, value in changes:
+        argv += ['-n', key, '-v', value]
+    return argv
+
+
+def describe_keys(changes):
+    return ', '.join(k.rsplit('.', 1)[-1] if k.startswith('node.session.') or k.startswith('discovery.') else k
+                     for k, _ in changes)
+
+
+class Step(object):
+    """The actions for one (target, portal) pair, and how to undo them if its login is refused."""
+
+    def __init__(self, key, actions, login=None, undo=()):
+        self.key = key
+        self.actions = actions
+        self.login = login
+        self.undo = list(undo)
+
+
+def node_argv(target, portal, iface):
+    return [ISCSIADM, '-m', 'node', '-T', target, '-p', portal, '-I', iface]
+
+
+def resolve_pairs(state, targets, portals, iface, nodes, sessions, discovered, undiscovered=()):
+    """The (target, portal) pairs a task manages, and errors for targets no portal offers.
+
+    logged_in: every requested target at every portal (all targets discovery found when none
+    are given). logged_out/absent: the requested targets at every portal, or everything that
+    has a record or a session on those portals when no target is given. Portals in
+    ``undiscovered`` were not asked (check mode before discovery_auth exists): no error there.
+    """
+    errors = []
+    if state == 'logged_in':
+        if not targets:
+            return sorted({(d['target'], d['portal']) for d in discovered if d['portal'] in portals}), errors
+        pairs = []
+        known = {(n['target'], n['portal']) for n in nodes if n['iface'] == iface}
+        offered = {(d['target'], d['portal']) for d in discovered}
+        for portal in portals:
+            for target in targets:
+                if (target, portal) not in known | offered and portal not in undiscovered:
+                    seen = sorted(d['target'] for d in discovered if d['portal'] == portal)
+                    errors.append('targets: %s is not offered at portal %s (discovery found: %s); check the '
+                                  'name, the portal and the target ACL' % (target, portal, ', '.join(seen) or 'nothing'))
+                pairs.append((target, portal))
+        return pairs, errors
+    if targets:
+        return [(t, p) for p in portals for t in targets], errors
+    present = {(n['target'], n['portal']) for n in nodes if n['iface'] == iface}
+    present |= {(s['target'], s['portal']) for s in sessions if s.get('iface', iface) == iface}
+    return sorted(pair for pair in present if pair[1] in portals), errors
+
+
+def plan_nodes(state, pairs, iface, startup, node_auth, force, nodes, sessions, discovered, usage):
+    """Steps that bring each (target, portal) pair to ``state``; also the errors that forbid it.
+
+    ``usage`` maps a disk name (sdX) to the reasons it is in use. Pure: no I/O.
+    """
+    records = {(n['target'], n['portal']): n for n in nodes if n['iface'] == iface}
+    live = {}
+    for session in sessions:
+        if session.get('iface', iface) == iface:
+            live.setdefault((session['target'], session['portal']), session)
+    tpgts = {(d['target'], d['portal']): d['tpgt'] for d in discovered}
+    wanted = node_settings(startup, node_auth)
+    steps, errors = [], []
+    for target, portal in pairs:
+        key = (target, portal)
+        base = node_argv(target, portal, iface)
+        node, session = records.get(key), live.get(key)
+        actions, undo, login = [], [], None
+        if state == 'logged_in' and node is None:
+            tpgt = tpgts.get(key)
+            where = portal if tpgt is None else '%s,%d' % (portal, tpgt)
+            actions.append(Action([ISCSIADM, '-m', 'node', '-o', 'new', '-T', target, '-p', where, '-I', iface],
+                                  'create the node record of %s at %s' % (target, portal)))
+            undo.append(Action(base + ['-o', 'delete'], 'remove the node record of %s at %s again' % key))
+        if state != 'absent' and (node is not None or state == 'logged_in'):
+            current = node['settings'] if node else {}
+            changes = changed_settings(current, wanted)
+            if changes:
+                actions.append(Action(update_argv(base, changes),
+                                      'set %s of %s at %s' % (describe_keys(changes), target, portal),
+                                      secrets=[v for k, v in changes if is_secret(k)]))
+                if node is not None:
+                    old = [(k, current.get(k, '')) for k, _ in changes]
+                    undo.insert(0, Action(update_argv(base, old), 'restore the previous settings of %s at %s' % key,
+                                          secrets=[v for k, v in old if is_secret(k)]))
+        if state == 'logged_in' and session is None:
+            login = Action(base + ['--login'], 'log in to %s at %s' % key,
+                           ok_rcs=(0, RC_SESSION_EXISTS, RC_LOGIN_AUTH_FAILED))
+            actions.append(login)
+        if state != 'logged_in' and session is not None:
+            busy = ['%s (%s)' % (reason, 'lun %s' % dev['lun'])
+                    for dev in session.get('devices', []) for reason in usage.get(dev['name'], [])]
+            if busy and not force:
+                errors.append('refusing to log out of %s at %s: its disk is in use: %s. Stop using it first '
+                              '(unmount, remove the LVM or multipath map on it) or set force=true'
+                              % (target, portal, '; '.join(busy)))
+            actions.append(Action(base + ['--logout'], 'log out of %s at %s' % key, ok_rcs=(0, RC_NO_OBJECTS)))
+        if state == 'absent' and node is not None:
+            actions.append(Action(base + ['-o', 'delete'], 'remove the node record of %s at %s' % key,
+                                  ok_rcs=(0, RC_NO_OBJECTS)))
+        if actions:
+            steps.append(Step(key, actions, login=login, undo=undo))
+    return steps, errors
+
+
+def discoverydb_argv(portal, iface):
+    return [ISCSIADM, '-m', 'discoverydb', '-t', 'sendtargets', '-p', portal, '-I', iface]
+
+
+def plan_discoverydb(state, portals, iface, discovery_auth, discoverydb, targets_given):
+    """Actions on the sendtargets discovery records of ``portals``.
+
+    ``discoverydb`` maps a portal to its record settings (None: no record). logged_in with
+    discovery_auth creates/updates the records so discovery authenticates; absent with no
+    targets (everything on those portals) removes them.
+    """
+    actions = []
+    for portal in portals:
+        record = discoverydb.get(portal)
+        base = discoverydb_argv(portal, iface)
+        if state == 'logged_in' and discovery_auth:
+            if record is None:
+                actions.append(Action(base + ['-o', 'new'], 'create the discovery record of %s' % portal))
+            changes = changed_settings(record or {}, auth_settings(DISCOVERY_AUTH_PREFIX, discovery_auth))
+            if changes:
+                actions.append(Action(update_argv(base, changes),
+                                      'set discovery %s of %s' % (describe_keys(changes), portal),
+                                      secrets=[v for k, v in changes if is_secret(k)]))
+        elif state == 'absent' and not targets_given and record is not None:
+            actions.append(Action(base + ['-o', 'delete'], 'remove the discovery record of %s' % portal))
+    return actions
+
+
+def discovery_argv(portal, iface):
+    """SendTargets discovery that writes nothing: no node record is created or reset."""
+    return discoverydb_argv(portal, iface) + ['--discover', '-o', 'nonpersistent']
+
+
+def sessions_view(sessions, pairs, by_path):
+    """The returned sessions of the managed pairs, each disk with its /dev/disk/by-path links."""
+    wanted = set(pairs)
+    view = []
+    for session in sessions:
+        if (session['target'], session['portal']) not in wanted:
+            continue
+        devices = [{'name': d['name'], 'path': '/dev/' + d['name'], 'lun': d['lun'],
+                    'by_path': sorted(by_path.get(d['name'], []))} for d in session['devices']]
+        view.append({'sid': session['sid'], 'target': session['target'], 'portal': session['portal'],
+                     'iface': session.get('iface', 'default'), 'state': session.get('state', ''),
+                     'connection_state': session.get('connection_state', ''), 'devices': devices})
+    return sorted(view, key=lambda s: (s['target'], s['portal']))
+
+
+def diff_view(pairs, nodes, sessions, iface):
+    """before/after of what the module owns: per pair, the session and the record's managed settings."""
+    records = {(n['target'], n['portal']): n for n in nodes if n['iface'] == iface}
+    live = {(s['target'], s['portal']) for s in sessions if s.get('iface', iface) == iface}
+    view = {}
+    for pair in pairs:
+        node = records.get(pair)
+        view['%s @ %s' % pair] = {
+            'logged_in': pair in live,
+            'record': public_node(node) if node else None,
+        }
+    return view
