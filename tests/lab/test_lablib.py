@@ -125,3 +125,12 @@ def test_sizes():
     assert lablib.parse_size("512M") == 512 << 20
     assert lablib.parse_size("1GiB") == 1 << 30
     assert lablib.parse_size(4096) == 4096
+
+
+def test_topology_from_a_file_path(tmp_path):
+    path = tmp_path / "pair.toml"
+    path.write_text("[shared_disks.lun]\nsize='64M'\n[nodes.a]\ngroups=['g']\nshared_disks=['lun']\n"
+                    "[nodes.b]\ngroups=['g']\nshared_disks=['lun']\n")
+    topology = lablib.load_topology(str(path))
+    assert [node.name for node in topology.nodes] == ["a", "b"]
+    assert topology.nodes[0].disks[0] is topology.nodes[1].disks[0]
