@@ -2,6 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Turn the inventory's storage_node_volumes into the arguments of lvm_thinvol and tgt_target.
 
+A volume is a thin LV (``size``) or a disk of the storage node exported as it is (``device``).
+
 Kept in Python, not Jinja, so the ACL derivation (which initiators may see which volume) is one
 readable function with unit tests.
 """
@@ -26,8 +28,12 @@ def _check(volume, index):
     state = volume.get('state', 'present')
     if state not in ('present', 'absent'):
         raise AnsibleFilterError('%s.state=%r: choose present or absent' % (where, state))
-    if state == 'present' and not volume.get('size'):
-        raise AnsibleFilterError('%s (%s): a present volume needs a size, for example 10G' % (where, name))
+    if volume.get('size') and volume.get('device'):
+        raise AnsibleFilterError('%s (%s): give a size (a thin volume) or a device (an exported disk), '
+                                 'not both' % (where, name))
+    if state == 'present' and not (volume.get('size') or volume.get('device')):
+        raise AnsibleFilterError('%s (%s): a present volume needs a size, for example 10G, or a device '
+                                 'to export' % (where, name))
     return name, state
 
 
@@ -36,7 +42,7 @@ def thin_volumes(volumes, state='present'):
     result = []
     for index, volume in enumerate(volumes or []):
         name, vstate = _check(volume, index)
-        if vstate != state:
+        if vstate != state or volume.get('device'):
             continue
         entry = {'name': 'volume-' + name, 'state': vstate}
         if vstate == 'present':
@@ -76,7 +82,8 @@ def volume_targets(volumes, groups, hostvars, vg, iqn_prefix, initiator_var='com
                                              % (name, host, initiator_var, host))
                 if initiator not in initiators:
                     initiators.append(initiator)
-            target['luns'] = [{'lun': 1, 'path': '/dev/%s/volume-%s' % (vg, name)}]
+            path = volume.get('device') or '/dev/%s/volume-%s' % (vg, name)
+            target['luns'] = [{'lun': 1, 'path': path}]
             target['initiators'] = sorted(initiators)
         targets.append(target)
     return targets

@@ -16,6 +16,7 @@ VOLUMES = [
     {'name': 'one', 'size': '1G', 'attach_to': ['compute1']},
     {'name': 'both', 'size': '512M', 'attach_to': ['compute_nodes', 'compute1']},
     {'name': 'old', 'state': 'absent'},
+    {'name': 'lun', 'device': '/dev/disk/by-id/virtio-shared-lun', 'attach_to': ['compute2']},
 ]
 
 
@@ -28,6 +29,13 @@ def test_multiattach_acl_is_exactly_the_attached_initiators():
     assert targets[2] == {'iqn': PREFIX + 'volume-old', 'state': 'absent'}
 
 
+def test_device_exports_are_targets_but_not_thin_volumes():
+    targets = volume_targets(VOLUMES, GROUPS, HOSTVARS, 'cinder-volumes', PREFIX)
+    assert targets[3]['luns'] == [{'lun': 1, 'path': '/dev/disk/by-id/virtio-shared-lun'}]
+    assert targets[3]['initiators'] == ['iqn.2004-10.com.ubuntu:01:c2']
+    assert 'volume-lun' not in [v['name'] for v in thin_volumes(VOLUMES)]
+
+
 def test_thin_volumes_split_by_state():
     assert thin_volumes(VOLUMES) == [{'name': 'volume-one', 'state': 'present', 'size': '1G'},
                                      {'name': 'volume-both', 'state': 'present', 'size': '512M'}]
@@ -35,7 +43,7 @@ def test_thin_volumes_split_by_state():
 
 
 def test_host_volume_iqns():
-    assert host_volume_iqns(VOLUMES, 'compute2', GROUPS, HOSTVARS, PREFIX) == [PREFIX + 'volume-both']
+    assert host_volume_iqns(VOLUMES, 'compute2', GROUPS, HOSTVARS, PREFIX) == [PREFIX + 'volume-both', PREFIX + 'volume-lun']
     assert host_volume_iqns(VOLUMES, 'compute1', GROUPS, HOSTVARS, PREFIX) == [PREFIX + 'volume-one', PREFIX + 'volume-both']
 
 
@@ -43,6 +51,7 @@ def test_host_volume_iqns():
     ([{'name': 'x', 'size': '1G', 'attach_to': ['nohost']}], ["'nohost'", 'neither a host nor a group']),
     ([{'name': 'bad name', 'size': '1G'}], ["storage_node_volumes[0].name", "'bad name'"]),
     ([{'name': 'x'}], ['needs a size']),
+    ([{'name': 'x', 'size': '1G', 'device': '/dev/vdc'}], ['not both']),
     ([{'name': 'x', 'size': '1G', 'state': 'gone'}], ["state='gone'"]),
 ])
 def test_bad_volumes_name_the_entry(volumes, words):
