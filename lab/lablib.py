@@ -262,6 +262,18 @@ def free_slots(running, wanted, limit=MAX_VMS):
     return max(0, limit - len(running)) >= wanted
 
 
+def tickets_ahead(tickets, mine, alive):
+    """Queue tickets ('<time_ns>-<pid>') of live waiters that queued before `mine`.
+
+    First come, first served: without it, one-VM requests could starve a three-VM one forever."""
+    ahead = []
+    for ticket in tickets:
+        stamp, _, pid = ticket.partition("-")
+        if stamp.isdigit() and pid.isdigit() and ticket < mine and alive(int(pid)):
+            ahead.append(ticket)
+    return sorted(ahead)
+
+
 def instance_id(run_dir):
     """Short stable id of an instance, from its run directory, used in VM process names."""
     return hashlib.sha256(os.path.abspath(run_dir).encode()).hexdigest()[:8]
