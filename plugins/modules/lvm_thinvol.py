@@ -1,0 +1,249 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: lvm_thinvol
+short_description: Manage an LVM thin pool and all its thin volumes in one task
+version_added: 0.1.0
+author:
+  - openblock.storage developers
+description:
+  - Makes the thin pool O(pool) exist in the volume group O(vg) and converges the thin volumes listed
+    in O(volumes) (create, grow, snapshot, activate, deactivate, remove) in one task, so a host with
+    hundreds of volumes converges in one run.
+  - Reads the state with one JSON report of C(vgs) and one of C(lvs) (sizes in bytes, C(LC_ALL=C));
+    a run that changes nothing runs no other LVM command.
+  - Sizes are compared in bytes after rounding up to whole extents (and, for the pool, whole chunks),
+    never as floating-point numbers.
+  - Refuses, before changing anything, to shrink a volume and to remove an open volume (C(lv_attr)
+    character 6 is C(o), meaning mounted, exported or otherwise held) unless O(force=true), and to
+    remove unlisted volumes through O(purge) unless O(force=true). Thin pools are never shrunk.
+  - All input is validated first; every error names the option and the value.
+options:
+  vg:
+    description:
+      - Volume group of the pool. It must exist (see M(openblock.storage.lvm_vg)).
+    type: str
+    required: true
+  pool:
+    description:
+      - Name of the thin pool.
+    type: str
+    required: true
+  size:
+    description:
+      - Size of the pool's data, in bytes or with a unit (V(100G)), or V(NN%VG) / V(NN%FREE).
+      - Required to create the pool. A byte size larger than the pool grows it; a smaller one fails
+        (LVM cannot shrink a thin pool).
+      - A V(NN%VG) or V(NN%FREE) size is used only when the pool is created. Later runs leave the pool
+        at the size it got, so the task does not chase a target that moves as the VG fills; give a byte
+        size to grow the pool.
+    type: str
+  chunksize:
+    description:
+      - Chunk size of a new pool (multiple of 64KiB, 64KiB to 1GiB). Fixed at creation; a different
+        value on an existing pool fails.
+    type: str
+  metadata_size:
+    description:
+      - Size of the pool's metadata LV. Grows it when larger than the current one; never shrinks it.
+    type: str
+  zero:
+    description:
+      - Whether the pool zeroes newly provisioned chunks. Left as it is when not given.
+    type: bool
+  discards:
+    description:
+      - How the pool handles discards. Left as it is when not given.
+    type: str
+    choices: [ignore, nopassdown, passdown]
+  volumes:
+    description:
+      - The thin volumes of the pool this task manages. Volumes of the pool not listed are left alone,
+        unless O(purge=true).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description:
+          - Name of the thin volume. Names starting with C(snapshot) or C(pvmove), or containing the
+            suffixes LVM keeps for hidden LVs (C(_tdata), C(_tmeta)...), are rejected.
+        type: str
+        required: true
+      size:
+        description:
+          - Virtual size, in bytes or with a unit (V(10G)); rounded up to whole extents.
+            Percent sizes are rejected (a thin volume's size is virtual).
+          - Required to create a volume that is not a snapshot. A larger size grows the volume; a
+            smaller one is refused unless O(force=true).
+          - For a snapshot, defaults to the origin's size; a larger value grows the snapshot after
+            creation.
+        type: str
+      state:
+        description:
+          - V(absent) removes the volume.
+        type: str
+        choices: [present, absent]
+        default: present
+      snapshot_of:
+        description:
+          - Create the volume as a thin snapshot of this volume of the same pool. The origin must exist
+            or be listed before the snapshot. Used at creation only.
+          - The snapshot is created without the activation-skip flag, so it activates like any volume.
+        type: str
+      active:
+        description:
+          - Whether the volume is active (has a device node).
+        type: bool
+        default: true
+  purge:
+    description:
+      - Remove the thin volumes of the pool that O(volumes) does not list. Needs O(force=true) whenever
+        there is such a volume.
+    type: bool
+    default: false
+  force:
+    description:
+      - Allow destructive work, namely shrinking a volume, removing an open volume (LVM still fails
+        if the device stays in use) and removing unlisted volumes with O(purge).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - openblock.storage.attributes
+notes:
+  - In diff mode, before and after show the pool's size and settings and each volume's size, activity
+    and origin.
+  - Runs the LVM commands with C(LC_ALL=C). Needs lvm2 2.02.158 or later (JSON reports).
+  - A thin volume larger than the free space of its pool is allowed (over-commit); LVM warns.
+  - Removals run as one C(lvremove) and activations as one C(lvchange); each creation or resize is one command.
+  - Serializes itself with the other modules of the collection through a host-wide lock.
+seealso:
+  - module: openblock.storage.lvm_vg
+'''
+
+EXAMPLES = r'''
+- name: Pool on 95% of the VG (at creation), two volumes and a snapshot
+  openblock.storage.lvm_thinvol:
+    vg: cinder-volumes
+    pool: cinder-pool
+    size: 95%VG
+    volumes:
+      - {name: volume-1, size: 10G}
+      - {name: volume-2, size: 20G}
+      - {name: volume-1-snap, snapshot_of: volume-1}
+
+- name: Grow volume-2, remove volume-1's snapshot
+  openblock.storage.lvm_thinvol:
+    vg: cinder-volumes
+    pool: cinder-pool
+    volumes:
+      - {name: volume-2, size: 40G}
+      - {name: volume-1-snap, state: absent}
+
+- name: Exactly these volumes and no other (removes the rest)
+  openblock.storage.lvm_thinvol:
+    vg: cinder-volumes
+    pool: cinder-pool
+    volumes: "{{ cinder_volumes }}"
+    purge: true
+    force: true
+'''
+
+RETURN = r'''
+pool:
+  description: The pool after the run. Sizes in bytes; the percentages are null while the pool is inactive.
+  returned: always
+  type: dict
+  sample:
+    name: cinder-pool
+    vg: cinder-volumes
+    size: 1019215872
+    attr: twi-aotz--
+    data_percent: 1.2
+    metadata_percent: 10.84
+    chunk_size: 65536
+    metadata_size: 4194304
+    zero: true
+    discards: passdown
+volumes:
+  description: Every thin volume of the pool after the run, by name. Sizes in bytes.
+  returned: always
+  type: dict
+  sample:
+    volume-1: {size: 10737418240, path: /dev/cinder-volumes/volume-1, attr: Vwi-a-tz--, origin: null, active: true, open: false}
+    volume-1-snap: {size: 10737418240, path: /dev/cinder-volumes/volume-1-snap, attr: Vwi-a-tz--, origin: volume-1, active: true, open: false}
+commands:
+  description: The commands run (in check mode, the commands that would run), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["lvcreate --type thin --virtualsize 10737418240b --thinpool cinder-pool --name volume-1 --activate y cinder-volumes"]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
+    Refusal, plan_thin, read_lvs, read_vg, thin_facts, thin_spec, thin_view)
+from ansible_collections.openblock.storage.plugins.module_utils.plan import Runner, diff_result, host_lock
+
+VOLUME_OPTIONS = dict(
+    name=dict(type='str', required=True),
+    size=dict(type='str'),
+    state=dict(type='str', choices=['present', 'absent'], default='present'),
+    snapshot_of=dict(type='str'),
+    active=dict(type='bool', default=True),
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            vg=dict(type='str', required=True),
+            pool=dict(type='str', required=True),
+            size=dict(type='str'),
+            chunksize=dict(type='str'),
+            metadata_size=dict(type='str'),
+            zero=dict(type='bool'),
+            discards=dict(type='str', choices=['ignore', 'nopassdown', 'passdown']),
+            volumes=dict(type='list', elements='dict', options=VOLUME_OPTIONS, default=[]),
+            purge=dict(type='bool', default=False),
+            force=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    spec, errors = thin_spec(module.params)
+    if errors:
+        module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
+
+    runner = Runner(module)
+    vg_name, pool = spec['vg'], spec['pool']
+    with host_lock(module):
+        vg = read_vg(runner, vg_name)
+        if not vg:
+            module.fail_json(msg='vg=%r: no such volume group; create it first with openblock.storage.lvm_vg'
+                                 % vg_name, commands=[])
+        lvs = read_lvs(runner, vg_name)
+        before = thin_view(lvs, pool)
+        try:
+            actions, expected = plan_thin(spec, vg, lvs)
+        except Refusal as refusal:
+            module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[],
+                             **thin_facts(vg_name, lvs, pool))
+        changed = runner.apply(actions, fail_extra=dict(vg=vg_name))
+        if changed and not module.check_mode:
+            lvs = read_lvs(runner, vg_name)
+            expected = thin_view(lvs, pool)
+
+    result = dict(changed=changed, commands=runner.commands, **thin_facts(vg_name, lvs, pool))
+    if module._diff:
+        result['diff'] = diff_result(before, expected)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
