@@ -505,6 +505,11 @@ def main():
                          key=lambda n: (n['target'], n['portal'])),
             commands=runner.commands,
         )
+        for session in result['sessions']:
+            if session['state'] != 'LOGGED_IN':
+                module.warn('the session to %s at %s is %s (connection %s): it exists but is not working; '
+                            'check the target, or log out and in again' % (
+                                session['target'], session['portal'], session['state'], session['connection_state']))
         if module._diff:
             after = before if module.check_mode else iscsi.diff_view(pairs, nodes, sessions, iface)
             result['diff'] = diff_result(before, after)

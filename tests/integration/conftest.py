@@ -63,6 +63,8 @@ class Lab:
             try:
                 with open(os.path.join(tree, NODE)) as handle:
                     result = json.load(handle)
+                # callbacks strip `failed` (and warnings) from what they write; the exit code keeps it
+                result.setdefault('failed', proc.returncode != 0)
             except (OSError, ValueError):
                 raise AssertionError('no result from ansible (exit %d)\nstdout: %s\nstderr: %s'
                                      % (proc.returncode, proc.stdout, proc.stderr))
