@@ -207,7 +207,7 @@ def validate_targets(targets):
             errors.append('%s.iqn=%r is listed twice (also targets[%d])' % (where, iqn, seen[iqn]))
             continue
         seen[iqn] = index
-        target = dict(iqn=iqn, state=raw.get('state') or 'present', luns=[], initiators=[], addresses=[],
+        target = dict(index=index, iqn=iqn, state=raw.get('state') or 'present', luns=[], initiators=[], addresses=[],
                       incoming_users=[], outgoing_user=None)
         result.append(target)
         if target['state'] == 'absent':

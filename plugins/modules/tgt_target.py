@@ -185,9 +185,13 @@ EXAMPLES = r'''
           - {lun: 1, path: /dev/cinder-volumes/volume-0002, readonly: true}
         initiators: [iqn.1993-08.org.debian:01:compute1]
 
-- name: Keep exactly these targets among the managed ones; remove the others that are not in use
+- name: Keep exactly these targets among the managed ones; remove the other managed ones
   openblock.storage.tgt_target:
-    targets: "{{ volumes | map('community.general.dict_kv', 'iqn') | list }}"
+    targets:
+      - iqn: iqn.2010-10.org.openstack:volume-0002
+        luns:
+          - {lun: 1, path: /dev/cinder-volumes/volume-0002}
+        initiators: [iqn.1993-08.org.debian:01:compute1]
     exclusive: true
 
 - name: Remove a target even though an initiator is still logged in
@@ -323,14 +327,13 @@ def size_of(path):
 
 def missing_paths(targets):
     errors = []
-    for index, target in enumerate(targets):
+    for target in targets:
         for lun_index, lun in enumerate(target['luns']):
+            where = 'targets[%d].luns[%d].path=%r' % (target['index'], lun_index, lun['path'])
             if not os.path.exists(lun['path']):
-                errors.append('targets[%d].luns[%d].path=%r does not exist; create the volume or file first'
-                              % (index, lun_index, lun['path']))
+                errors.append(where + ' does not exist; create the volume or file first')
             elif os.path.isdir(lun['path']):
-                errors.append('targets[%d].luns[%d].path=%r is a directory, not a file or block device'
-                              % (index, lun_index, lun['path']))
+                errors.append(where + ' is a directory, not a file or block device')
     return errors
 
 

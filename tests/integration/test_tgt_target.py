@@ -1,0 +1,256 @@
+"""tgt_target on the lab VM: real tgtd, a real loopback iSCSI login, a tgtd restart.
+
+Resources of this file only: disk virtio-spare3 (VG itest_tgt), files under /var/tmp/itest-tgt/,
+targets named iqn.2026-11.test.tgt:*. Other test files create other targets on the same tgtd;
+nothing here touches them.
+"""
+
+import json
+import time
+
+import pytest
+
+PREFIX = 'iqn.2026-11.test.tgt:'
+MAIN = PREFIX + 'main'
+FILLER = PREFIX + 'filler'
+DIR = '/var/tmp/itest-tgt'
+DISK = '/dev/disk/by-id/virtio-spare3'
+VG = 'itest_tgt'
+LV = '/dev/%s/lun1' % VG
+PORTAL = '127.0.0.1:3260'
+SECRET = 'itest-chap-secret-1'  # must never appear in any output
+MANY = 200
+
+
+def show(lab):
+    return lab.out('tgtadm --lld iscsi --mode target --op show')
+
+
+def our_blocks(text):
+    """The show output of our targets only, keyed by IQN, without the tid line's number."""
+    blocks, current = {}, None
+    for line in text.splitlines():
+        if line.startswith('Target '):
+            iqn = line.split(': ', 1)[1]
+            current = iqn if iqn.startswith(PREFIX) else None
+            if current:
+                blocks[current] = []
+        elif current:
+            blocks[current].append(line)
+    return blocks
+
+
+def main_spec(lab, initiator):
+    return dict(iqn=MAIN,
+                luns=[dict(lun=1, path=LV), dict(lun=2, path=DIR + '/file2.img')],
+                initiators=[initiator], addresses=['127.0.0.1'],
+                incoming_users=[dict(user='itestuser', password=SECRET)])
+
+
+def login(lab, iqn):
+    """Create the node record of one target only (discovery would record other tests' targets
+    too), set CHAP, log in; return the disk of each LUN."""
+    node = 'iscsiadm -m node -T %s -p %s' % (iqn, PORTAL)
+    lab.sh('%s -o new >/dev/null' % node)
+    for key, value in (('node.session.auth.authmethod', 'CHAP'), ('node.session.auth.username', 'itestuser'),
+                       ('node.session.auth.password', SECRET)):
+        lab.sh('%s --op update -n %s -v %s' % (node, key, value))
+    lab.sh('%s --login' % node)
+    lab.sh('udevadm settle')
+    disks = {}
+    for lun in (1, 2):
+        link = '/dev/disk/by-path/ip-%s-iscsi-%s-lun-%d' % (PORTAL, iqn, lun)
+        rc, out, _ = lab.sh('readlink -f %s' % link, check=False)
+        if rc == 0 and out.strip().startswith('/dev/sd'):
+            disks[lun] = out.strip()
+    return disks
+
+
+def logout(lab, iqn):
+    lab.sh('iscsiadm -m node -T %s -p %s --logout' % (iqn, PORTAL), check=False)
+    lab.sh('iscsiadm -m node -T %s -p %s -o delete' % (iqn, PORTAL), check=False)
+    lab.sh('udevadm settle')
+
+
+def failure(lab, args):
+    """Run the module expecting it to fail; return its result. (The harness's json callback is not
+    installed, so the result has no `failed` key: the FAILED! marker of the output tells.)"""
+    result, output = lab.module('tgt_target', args, raw=True)
+    assert 'FAILED!' in output or result.get('failed'), result
+    assert SECRET not in output
+    return result
+
+
+def md5(lab, path, count_mib=1):
+    return lab.out('dd if=%s bs=1M count=%d iflag=direct status=none | md5sum' % (path, count_mib)).split()[0]
+
+
+@pytest.fixture(scope='module')
+def tgt_lab(lab):
+    lab.sh('mkdir -p %s && truncate -s 32M %s/file2.img' % (DIR, DIR))
+    lab.sh('pvcreate -q %s && vgcreate -q %s %s && lvcreate -q -y -L 64M -n lun1 %s' % (DISK, VG, DISK, VG))
+    # Known contents, to compare with what the initiator reads.
+    lab.sh('dd if=/dev/urandom of=%s bs=1M count=1 oflag=direct status=none' % LV)
+    lab.sh('dd if=/dev/urandom of=%s/file2.img bs=1M count=1 conv=notrunc status=none' % DIR)
+    initiator = lab.out("sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi").strip()
+    yield lab, initiator
+    for iqn in (MAIN, FILLER):
+        logout(lab, iqn)
+    # Remove every target and conf.d file of our prefix, whoever made it.
+    for line in show(lab).splitlines():
+        if line.startswith('Target ') and line.split(': ', 1)[1].startswith(PREFIX):
+            tid = line.split()[1].rstrip(':')
+            lab.sh('tgtadm --lld iscsi --mode target --op delete --force --tid %s' % tid, check=False)
+    lab.sh("rm -f /etc/tgt/conf.d/openblock-%s*.conf" % PREFIX, check=False)
+    for user in ('itestuser',):
+        lab.sh('tgtadm --lld iscsi --mode account --op delete --user %s' % user, check=False)
+    lab.sh('vgremove -q -f %s; pvremove -q -ff -y %s; wipefs -q -a %s' % (VG, DISK, DISK), check=False)
+    lab.sh('rm -rf %s' % DIR, check=False)
+
+
+def test_bad_input_fails_before_any_change(tgt_lab):
+    lab, initiator = tgt_lab
+    before = show(lab)
+    result = failure(lab, dict(targets=[
+        dict(iqn='IQN.2026-11.Bad Name'),
+        dict(iqn=PREFIX + 'bad1', incoming_users=[dict(user='u', password='short')]),
+        dict(iqn=PREFIX + 'bad2', luns=[dict(lun=1, path=DIR + '/does-not-exist.img')]),
+    ]))
+    assert "targets[0].iqn='IQN.2026-11.Bad Name'" in result['msg']
+    assert 'targets[1].incoming_users[0].password' in result['msg']
+    assert "targets[2].luns[0].path='%s/does-not-exist.img' does not exist" % DIR in result['msg']
+    assert result['commands'] == []
+    assert show(lab) == before
+    assert lab.out('ls /etc/tgt/conf.d/').count(PREFIX) == 0
+
+
+def test_create_lv_and_file_luns_and_read_them_through_a_login(tgt_lab):
+    lab, initiator = tgt_lab
+    result, raw = lab.module('tgt_target', dict(targets=[main_spec(lab, initiator)]), diff=True, raw=True)
+    assert result.get('changed') and 'FAILED!' not in raw, result
+    assert SECRET not in raw
+    target = result['targets'][0]
+    assert [lun['path'] for lun in target['luns']] == [LV, DIR + '/file2.img']
+    assert target['luns'][0]['size'] == 64 << 20 and target['luns'][1]['size'] == 32 << 20
+    assert target['acl'] == dict(addresses=['127.0.0.1'], initiators=[initiator])
+    assert target['accounts'] == dict(incoming=['itestuser'], outgoing=None)
+    mode = lab.out("stat -c '%%a %%U' '%s'" % target['conf_file']).strip()
+    assert mode == '600 root'
+
+    disks = login(lab, MAIN)
+    try:
+        assert sorted(disks) == [1, 2]
+        assert md5(lab, disks[1]) == md5(lab, LV)
+        assert md5(lab, disks[2]) == md5(lab, DIR + '/file2.img')
+        for lun in target['luns']:
+            wwid = lab.out('/lib/udev/scsi_id -g -u -d %s' % disks[lun['lun']]).strip()
+            assert wwid == lun['wwid']
+    finally:
+        logout(lab, MAIN)
+
+
+def test_rerun_changes_nothing(tgt_lab):
+    lab, initiator = tgt_lab
+    result = lab.module('tgt_target', dict(targets=[main_spec(lab, initiator)]))
+    assert result['changed'] is False and result['commands'] == [], result
+
+
+def test_check_mode_changes_nothing(tgt_lab):
+    lab, initiator = tgt_lab
+    spec = main_spec(lab, initiator)
+    spec['luns'] = spec['luns'][:1]
+    spec['addresses'] = ['10.50.1.0/24']
+    before, conf_before = show(lab), lab.out("cat /etc/tgt/conf.d/openblock-%s.conf" % MAIN)
+    result = lab.module('tgt_target', dict(targets=[spec, dict(iqn=PREFIX + 'checkonly')]), check=True, diff=True)
+    assert result['changed'] is True
+    assert any('--op delete' in c and '--lun 2' in c for c in result['commands'])
+    assert result['diff']['after'][MAIN]['addresses'] == ['10.50.1.0/24']
+    assert show(lab) == before
+    assert lab.out("cat /etc/tgt/conf.d/openblock-%s.conf" % MAIN) == conf_before
+    assert PREFIX + 'checkonly' not in lab.out('ls /etc/tgt/conf.d/')
+
+
+def test_tgt_restart_brings_back_targets_acls_and_accounts(tgt_lab):
+    lab, initiator = tgt_lab
+    before = our_blocks(show(lab))
+    lab.sh('systemctl restart tgt')
+    after = our_blocks(show(lab))
+    assert after == before
+    assert 'itestuser' in '\n'.join(after[MAIN]) and initiator in '\n'.join(after[MAIN])
+    result = lab.module('tgt_target', dict(targets=[main_spec(lab, initiator)]))
+    assert result['changed'] is False, result
+    # The account's secret came back too: CHAP login works.
+    disks = login(lab, MAIN)
+    logout(lab, MAIN)
+    assert sorted(disks) == [1, 2]
+
+
+def test_removing_a_target_in_use_is_refused_without_force(tgt_lab):
+    lab, initiator = tgt_lab
+    login(lab, MAIN)
+    try:
+        before = show(lab)
+        result = failure(lab, dict(targets=[dict(iqn=MAIN, state='absent')]))
+        assert initiator in result['msg'] and 'force' in result['msg'], result
+        changed_lun = main_spec(lab, initiator)
+        changed_lun['luns'][1]['readonly'] = True
+        result = failure(lab, dict(targets=[changed_lun]))
+        assert 'changing LUN 2' in result['msg'], result
+        assert show(lab) == before
+    finally:
+        logout(lab, MAIN)
+
+
+def test_recreated_target_with_another_tid_keeps_its_wwid(tgt_lab):
+    lab, initiator = tgt_lab
+    disks = login(lab, MAIN)
+    wwids = dict((lun, lab.out('/lib/udev/scsi_id -g -u -d %s' % disk).strip()) for lun, disk in disks.items())
+    logout(lab, MAIN)
+    old = lab.module('tgt_target', dict(targets=[main_spec(lab, initiator)]))['targets'][0]['tid']
+    assert lab.module('tgt_target', dict(targets=[dict(iqn=MAIN, state='absent')]))['changed']
+    # A filler takes the lowest free tid (the old one), so the target comes back with another.
+    filler = lab.module('tgt_target', dict(targets=[dict(iqn=FILLER)]))['targets'][0]
+    assert filler['tid'] == old
+    new = lab.module('tgt_target', dict(targets=[main_spec(lab, initiator)]))['targets'][0]
+    assert new['tid'] != old
+    disks = login(lab, MAIN)
+    try:
+        assert dict((lun, lab.out('/lib/udev/scsi_id -g -u -d %s' % disk).strip())
+                    for lun, disk in disks.items()) == wwids
+    finally:
+        logout(lab, MAIN)
+
+
+def test_many_targets_in_one_task(tgt_lab, record_property):
+    lab, initiator = tgt_lab
+    lab.sh('mkdir -p %s/many && cd %s/many && for i in $(seq -w 1 %d); do truncate -s 1M t$i.img; done'
+           % (DIR, DIR, MANY))
+    targets = [dict(iqn='%smany-%03d' % (PREFIX, i), initiators=[initiator],
+                    luns=[dict(lun=1, path='%s/many/t%03d.img' % (DIR, i))]) for i in range(1, MANY + 1)]
+    started = time.monotonic()
+    created = lab.module('tgt_target', dict(targets=targets))
+    create_s = time.monotonic() - started
+    assert created['changed'] and len(created['commands']) == 5 * MANY, json.dumps(created)[:2000]
+    assert len(created['targets']) == MANY
+
+    started = time.monotonic()
+    noop = lab.module('tgt_target', dict(targets=targets))
+    noop_s = time.monotonic() - started
+    assert noop['changed'] is False and noop['commands'] == []
+    # Commands the module ran on the no-op: the one `tgtadm --op show` (reads are not in `commands`).
+    noop_module_s = float(lab.out(
+        "python3 -c 'import time,subprocess; t=time.monotonic(); "
+        "subprocess.run([\"tgtadm\",\"--lld\",\"iscsi\",\"--mode\",\"target\",\"--op\",\"show\"],"
+        "stdout=subprocess.DEVNULL, check=True); print(time.monotonic()-t)'"))
+
+    started = time.monotonic()
+    removed = lab.module('tgt_target', dict(targets=[dict(iqn=t['iqn'], state='absent') for t in targets]))
+    remove_s = time.monotonic() - started
+    assert removed['changed'] and len(removed['commands']) == MANY
+    assert PREFIX + 'many-' not in show(lab)
+    assert 'many-' not in lab.out('ls /etc/tgt/conf.d/')
+    for key, value in (('create_s', create_s), ('create_commands', len(created['commands'])),
+                       ('noop_s', noop_s), ('noop_commands', len(noop['commands'])),
+                       ('show_200_s', noop_module_s), ('remove_s', remove_s)):
+        record_property(key, value)
+        print('tgt_target %d targets: %s = %s' % (MANY, key, value))
