@@ -242,6 +242,20 @@ def count_lab_vms(argvs):
     return sorted(name for name in map(lab_vm_name, argvs) if name)
 
 
+def lab_vm_owners(argvs):
+    """'NODE in RUN_DIR' for each lab VM, so that people sharing the machine see who holds slots."""
+    owners = []
+    for argv in argvs:
+        name = lab_vm_name(argv)
+        if name and "-pidfile" in argv[:-1]:
+            pidfile = argv[argv.index("-pidfile") + 1]  # RUN_DIR/overlays/NODE.pid
+            node = os.path.basename(pidfile).removesuffix(".pid")
+            owners.append(f"{node} in {os.path.dirname(os.path.dirname(pidfile))}")
+        elif name:
+            owners.append(name)
+    return sorted(owners)
+
+
 def running_process_argvs():
     argvs = []
     for entry in os.listdir("/proc"):

@@ -142,3 +142,10 @@ def test_slot_queue_is_first_come_first_served_among_live_waiters():
     alive = {11: False, 22: True, 33: True}.get
     assert lablib.tickets_ahead(tickets, "00000000000000000300-33", alive) == ["00000000000000000200-22"]
     assert lablib.tickets_ahead(tickets, "00000000000000000200-22", alive) == []
+
+
+def test_slot_owners_name_node_and_instance_directory():
+    argvs = [["qemu-system-x86_64", "-name", "openblock-lab-aaaa-lab1",
+              "-pidfile", "/w/.build/lab-tgt/overlays/lab1.pid"],
+             ["qemu-system-x86_64", "-name", "openblock-lab-bbbb-x"], ["sleep", "1"]]
+    assert lablib.lab_vm_owners(argvs) == ["lab1 in /w/.build/lab-tgt", "openblock-lab-bbbb-x"]
