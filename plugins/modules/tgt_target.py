@@ -114,10 +114,9 @@ options:
             type: str
             required: true
           password:
-            description: CHAP secret, 12 to 255 characters of letters, digits and C(._~+=@%^:,/-).
+            description: CHAP secret, 12 to 255 characters of letters, digits and C(._~+=@%^:,/-). Never logged.
             type: str
             required: true
-            no_log: true
       outgoing_user:
         description:
           - The account the target answers mutual CHAP with; its secret must differ from the incoming ones.
@@ -128,10 +127,9 @@ options:
             type: str
             required: true
           password:
-            description: CHAP secret, 12 characters or more.
+            description: CHAP secret, 12 characters or more. Never logged.
             type: str
             required: true
-            no_log: true
   persist:
     description:
       - Keep the conf.d file of each listed target equal to its live state. With V(false) the targets are

@@ -60,7 +60,7 @@ def login(lab, iqn):
     disks = {}
     for lun in (1, 2):
         link = '/dev/disk/by-path/ip-%s-iscsi-%s-lun-%d' % (PORTAL, iqn, lun)
-        rc, out, _ = lab.sh('readlink -f %s' % link, check=False)
+        rc, out, _err = lab.sh('readlink -f %s' % link, check=False)
         if rc == 0 and out.strip().startswith('/dev/sd'):
             disks[lun] = out.strip()
     return disks
