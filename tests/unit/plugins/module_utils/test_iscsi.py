@@ -286,20 +286,23 @@ def test_sessions_view_has_by_path_links():
 
 
 def test_device_usage_from_sysfs(tmp_path):
+    """sysfs laid out as on lab1 (vda = 254:0, the root disk); mountinfo and swaps recorded there."""
     sys_block = tmp_path / 'block'
-    (sys_block / 'sdb' / 'holders').mkdir(parents=True)
+    vda_dev = (FIXTURES / 'sysfs_vda.stdout').read_text().splitlines()[0]
+    (sys_block / 'vda' / 'holders').mkdir(parents=True)
+    (sys_block / 'vda' / 'dev').write_text(vda_dev + '\n')
+    mountinfo, swaps = FIXTURES / 'mountinfo_lab1.stdout', FIXTURES / 'swaps_lab1.stdout'
+    assert iscsi.device_usage('vda', str(sys_block), str(mountinfo), str(swaps)) == ['/dev/vda is mounted on /']
+    # a disk with a multipath map on its partition, and nothing mounted
+    (sys_block / 'sdb' / 'sdb1' / 'holders' / 'dm-0').mkdir(parents=True)
+    (sys_block / 'sdb' / 'holders').mkdir()
     (sys_block / 'sdb' / 'dev').write_text('8:16\n')
-    (sys_block / 'sdb' / 'sdb1' / 'holders').mkdir(parents=True)
     (sys_block / 'sdb' / 'sdb1' / 'dev').write_text('8:17\n')
-    (sys_block / 'sdb' / 'holders' / 'dm-0').mkdir()
     (sys_block / 'dm-0' / 'dm').mkdir(parents=True)
     (sys_block / 'dm-0' / 'dm' / 'name').write_text('mpatha\n')
-    mountinfo = tmp_path / 'mountinfo'
-    mountinfo.write_text('22 1 254:1 / / rw - ext4 /dev/vda1 rw\n40 22 8:17 / /mnt/data rw - ext4 /dev/sdb1 rw\n')
-    swaps = tmp_path / 'swaps'
-    swaps.write_text('Filename Type Size Used Priority\n')
     assert iscsi.device_usage('sdb', str(sys_block), str(mountinfo), str(swaps)) == [
-        '/dev/sdb is held by dm-0 (mpatha)', '/dev/sdb1 is mounted on /mnt/data']
+        '/dev/sdb1 is held by dm-0 (mpatha)']
     (sys_block / 'sdc' / 'holders').mkdir(parents=True)
     (sys_block / 'sdc' / 'dev').write_text('8:32\n')
     assert iscsi.device_usage('sdc', str(sys_block), str(mountinfo), str(swaps)) == []
+    assert iscsi.device_usage('sdz', str(sys_block), str(mountinfo), str(swaps)) == []  # gone already
