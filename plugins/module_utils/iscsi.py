@@ -32,7 +32,7 @@ SECRET_FIELDS = ('password', 'password_in')
 
 def portal_key(text):
     """``IP:port[,tpgt]`` as printed by iscsiadm -> (portal 'IP:port', tpgt or None)."""
-    portal, _, tpgt = text.partition(',')
+    portal, dummy, tpgt = text.partition(',')
     address, port = parse_portal(portal, 'iscsiadm output')
     return format_portal(address, port), (int(tpgt) if tpgt else None)
 
@@ -78,7 +78,7 @@ def parse_session_detail(text):
     lun = None
     for raw in text.splitlines():
         line = raw.strip()
-        key, _, value = line.partition(': ')
+        key, dummy, value = line.partition(': ')
         if line.startswith('Target: '):
             target = line.split()[1]
         elif key == 'Current Portal':
@@ -114,7 +114,7 @@ def parse_records(text):
                 records.append(current)
             current = None
         elif current is not None and ' = ' in line:
-            key, _, value = line.partition(' = ')
+            key, dummy, value = line.partition(' = ')
             current[key.strip()] = '' if value.strip() == EMPTY else value.strip()
     return records
 
@@ -225,7 +225,7 @@ def update_argv(base, changes):
 
 def describe_keys(changes):
     return ', '.join(k.rsplit('.', 1)[-1] if k.startswith('node.session.') or k.startswith('discovery.') else k
-                     for k, _ in changes)
+                     for k, dummy in changes)
 
 
 class Step(object):
@@ -304,7 +304,7 @@ def plan_nodes(state, pairs, iface, startup, node_auth, force, nodes, sessions, 
                                       'set %s of %s at %s' % (describe_keys(changes), target, portal),
                                       secrets=[v for k, v in changes if is_secret(k)]))
                 if node is not None:
-                    old = [(k, current.get(k, '')) for k, _ in changes]
+                    old = [(k, current.get(k, '')) for k, dummy in changes]
                     undo.insert(0, Action(update_argv(base, old), 'restore the previous settings of %s at %s' % key,
                                           secrets=[v for k, v in old if is_secret(k)]))
         if state == 'logged_in' and session is None:

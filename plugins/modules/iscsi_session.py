@@ -359,9 +359,9 @@ def validate(params):
 
 def read_state(runner):
     """Sessions (with disks) and node records, secrets included in the records."""
-    rc, out, _ = runner.read([iscsi.ISCSIADM, '-m', 'session', '-P', '3'], ok_rcs=(0, iscsi.RC_NO_OBJECTS))
+    rc, out, dummy = runner.read([iscsi.ISCSIADM, '-m', 'session', '-P', '3'], ok_rcs=(0, iscsi.RC_NO_OBJECTS))
     sessions = iscsi.parse_session_detail(out) if rc == 0 else []
-    rc, out, _ = runner.read([iscsi.ISCSIADM, '-m', 'node', '-o', 'show', '-S'], ok_rcs=(0, iscsi.RC_NO_OBJECTS),
+    rc, out, dummy = runner.read([iscsi.ISCSIADM, '-m', 'node', '-o', 'show', '-S'], ok_rcs=(0, iscsi.RC_NO_OBJECTS),
                              secret_output=True)
     nodes = [iscsi.node_from_record(r) for r in iscsi.parse_records(out)] if rc == 0 else []
     return sessions, nodes
@@ -370,7 +370,7 @@ def read_state(runner):
 def read_discoverydb(runner, portals, iface):
     records = {}
     for portal in portals:
-        rc, out, _ = runner.read(iscsi.discoverydb_argv(portal, iface) + ['-o', 'show', '-S'],
+        rc, out, dummy = runner.read(iscsi.discoverydb_argv(portal, iface) + ['-o', 'show', '-S'],
                                  ok_rcs=(0, iscsi.RC_DB_ERROR, iscsi.RC_NO_OBJECTS), secret_output=True)
         parsed = iscsi.parse_records(out) if rc == 0 else []
         records[portal] = parsed[0] if parsed else None
@@ -394,7 +394,7 @@ def read_by_path():
 def settle(runner, module, timeout):
     """Wait for udev to finish creating the device nodes and links (no fixed sleep)."""
     if timeout > 0:
-        rc, _, _ = runner.read(['udevadm', 'settle', '--timeout=%d' % timeout], ok_rcs=(0, 1))
+        rc = runner.read(['udevadm', 'settle', '--timeout=%d' % timeout], ok_rcs=(0, 1))[0]
         if rc == 1:
             module.warn('udevadm settle did not finish within wait=%d s; some by-path links may be missing' % timeout)
 
@@ -450,7 +450,7 @@ def main():
                 if portal in pending_db:
                     module.warn('check mode: discovery at %s is skipped until discovery_auth is applied' % portal)
                     continue
-                _, out, _ = runner.read(iscsi.discovery_argv(portal, iface), what='SendTargets discovery at %s' % portal)
+                out = runner.read(iscsi.discovery_argv(portal, iface), what='SendTargets discovery at %s' % portal)[1]
                 discovered += iscsi.parse_targets(out)
 
         pairs, errors = iscsi.resolve_pairs(state, targets, portals, iface, nodes, sessions, discovered,
@@ -489,7 +489,7 @@ def main():
             rescan = [s for s in live if p['rescan'] or (logged_in_now and p['wait'] > 0 and not s['devices'])]
             if rescan:
                 runner.apply([Action([iscsi.ISCSIADM, '-m', 'session', '-r', str(s['sid']), '--rescan'],
-                                           'rescan the LUNs of %s at %s' % (s['target'], s['portal']))
+                                     'rescan the LUNs of %s at %s' % (s['target'], s['portal']))
                               for s in rescan])
                 settle(runner, module, p['wait'])
         if not module.check_mode and runner.commands:

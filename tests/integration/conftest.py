@@ -59,7 +59,7 @@ class Lab:
         # stdout callback lives in ansible.posix, which the venv does not have.
         with tempfile.TemporaryDirectory() as tree:
             proc = subprocess.run(cmd + ['--tree', tree], env=self.env, capture_output=True, text=True,
-                                  timeout=1800)
+                                  timeout=1800, check=False)
             try:
                 with open(os.path.join(tree, NODE)) as handle:
                     result = json.load(handle)
