@@ -361,8 +361,8 @@ def read_state(runner):
     """Sessions (with disks) and node records, secrets included in the records."""
     rc, out, dummy = runner.read([iscsi.ISCSIADM, '-m', 'session', '-P', '3'], ok_rcs=(0, iscsi.RC_NO_OBJECTS))
     sessions = iscsi.parse_session_detail(out) if rc == 0 else []
-    rc, out, dummy = runner.read([iscsi.ISCSIADM, '-m', 'node', '-o', 'show', '-S'], ok_rcs=(0, iscsi.RC_NO_OBJECTS),
-                             secret_output=True)
+    rc, out, dummy = runner.read([iscsi.ISCSIADM, '-m', 'node', '-o', 'show', '-S'],
+                                 ok_rcs=(0, iscsi.RC_NO_OBJECTS), secret_output=True)
     nodes = [iscsi.node_from_record(r) for r in iscsi.parse_records(out)] if rc == 0 else []
     return sessions, nodes
 
@@ -371,7 +371,7 @@ def read_discoverydb(runner, portals, iface):
     records = {}
     for portal in portals:
         rc, out, dummy = runner.read(iscsi.discoverydb_argv(portal, iface) + ['-o', 'show', '-S'],
-                                 ok_rcs=(0, iscsi.RC_DB_ERROR, iscsi.RC_NO_OBJECTS), secret_output=True)
+                                     ok_rcs=(0, iscsi.RC_DB_ERROR, iscsi.RC_NO_OBJECTS), secret_output=True)
         parsed = iscsi.parse_records(out) if rc == 0 else []
         records[portal] = parsed[0] if parsed else None
     return records
