@@ -65,8 +65,12 @@ class Runner(object):
                 rc=rc, cmd=' '.join(argv), stderr=err, commands=self.commands)
         return rc, out, err
 
-    def apply(self, actions, fail_extra=None):
-        """Run ``actions`` in order; in check mode only record them. Return True when any ran."""
+    def apply(self, actions, fail_extra=None, explain=None):
+        """Run ``actions`` in order; in check mode only record them. Return True when any ran.
+
+        ``explain(action, rc, output)`` may return advice (what to do next) that is added to the
+        error of a failed action; ``output`` is its stderr, or stdout when stderr is empty.
+        """
         for action in actions:
             self.commands.append(action.shown())
             if self.module.check_mode:
@@ -78,8 +82,10 @@ class Runner(object):
                 for secret in action.secrets:
                     detail = detail.replace(secret, MASK)
                 extra = dict(fail_extra or {})
+                advice = explain(action, rc, detail) if explain else None
                 self.module.fail_json(
-                    msg='could not %s: %s exited %d: %s' % (action.why, action.argv[0], rc, detail),
+                    msg='could not %s: %s exited %d: %s%s' % (action.why, action.argv[0], rc, detail,
+                                                           '; ' + advice if advice else ''),
                     rc=rc, failed_command=action.shown(), commands=self.commands, **extra)
         return bool(actions)
 

@@ -1,0 +1,400 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared (sanlock) volume groups: readers of lvmconfig, systemctl, sanlock and lvmlockctl output,
+input rules and the planner of the sanlock_vg module.
+
+The LVM reports themselves are read with the JSON helpers of ``lvm.py``. The planner is pure: it
+takes what the readers returned and the validated input, and returns the ordered ``Action`` list
+plus the state expected afterwards, or raises ``Refusal`` naming every step it will not take.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
+    Refusal, name_error, parse_report, report_argv)
+from ansible_collections.openblock.storage.plugins.module_utils.plan import Action
+from ansible_collections.openblock.storage.plugins.module_utils.sizes import SizeError, human, parse_size, round_up
+
+SERVICES = ('wdmd', 'sanlock', 'lvmlockd')
+HOST_ID_MAX = 2000
+MODES = ('exclusive', 'shared', 'inactive')
+# lvmlockd names the sanlock lockspace of VG "x" "lvm_x".
+LOCKSPACE_PREFIX = 'lvm_'
+
+VG_FIELDS = ('vg_name', 'vg_uuid', 'vg_attr', 'vg_lock_type', 'vg_extent_size', 'vg_size', 'vg_free',
+             'lv_count')
+LV_FIELDS = ('lv_name', 'lv_uuid', 'lv_attr', 'lv_size', 'segtype', 'lv_path', 'lv_active_locally')
+# lvs hides the VG's own lock LV ([lvmlock]) without -a; the planner also skips it by name.
+LOCK_LV = 'lvmlock'
+
+# What LVM prints when another host holds the lock (lvmlockd's -EAGAIN on an LV or VG lock).
+LOCKED_ELSEWHERE_RE = re.compile(r'locked by other host', re.I)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+CONFIG_ARGV = ['lvmconfig', '--type', 'full', 'global/use_lvmlockd', 'local/host_id']
+SERVICES_ARGV = ['systemctl', 'is-active'] + ['%s.service' % s for s in SERVICES]
+SANLOCK_STATUS_ARGV = ['sanlock', 'client', 'status']
+
+
+def vgs_argv(vg):
+    return report_argv('vgs', VG_FIELDS, '--select', 'vg_name=%s' % vg)
+
+
+def lvs_argv(vg):
+    return report_argv('lvs', LV_FIELDS, '--binary', vg)
+
+
+def parse_lvmconfig(text):
+    """``{'use_lvmlockd': 1, 'host_id': 0}`` from ``lvmconfig --type full KEY...`` (``key=value`` lines)."""
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition('=')
+        if sep:
+            value = value.strip().strip('"')
+            values[key.strip()] = int(value) if re.match(r'^-?\d+$', value) else value
+    return values
+
+
+def parse_is_active(text, units=SERVICES):
+    """unit -> state (``active``, ``inactive``, ``failed``...) from ``systemctl is-active U...``."""
+    states = [line.strip() for line in text.splitlines() if line.strip()]
+    return dict(zip(units, states + ['unknown'] * (len(units) - len(states))))
+
+
+def parse_sanlock_status(text):
+    """Lockspaces and resource leases from ``sanlock client status``.
+
+    Returns ``{'lockspaces': {name: {'host_id', 'path', 'adding', 'removing'}},
+    'resources': {lockspace: {resource: {'mode': 'ex'|'sh', 'orphan': bool}}}}``. A lockspace line
+    ends with ``ADD`` while sanlock is still joining it (a lock-start is waiting for its delta lease)
+    and ``REM`` while leaving it. lvmlockd names an LV's resource by the LV's UUID; a shared lease
+    ends with ``:SH``; leases left behind by a dead lvmlockd are flagged ``ORPHAN``.
+    """
+    lockspaces, resources = {}, {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or fields[0] not in ('s', 'r'):
+            continue
+        if fields[0] == 's':
+            # s LOCKSPACE:HOST_ID:PATH:OFFSET [ADD|REM]
+            name, host_id, rest = (fields[1].split(':', 2) + ['', ''])[:3]
+            flags = fields[2:]
+            lockspaces[name] = dict(host_id=int(host_id) if host_id.isdigit() else None,
+                                    path=rest.rsplit(':', 1)[0], adding='ADD' in flags, removing='REM' in flags)
+        else:
+            # r LOCKSPACE:RESOURCE:PATH:OFFSET[:LVER|:SH] p PID [ORPHAN]
+            parts = fields[1].split(':')
+            if len(parts) > 1:
+                resources.setdefault(parts[0], {})[parts[1]] = dict(
+                    mode='sh' if parts[-1] == 'SH' else 'ex', orphan='ORPHAN' in fields[2:])
+    return dict(lockspaces=lockspaces, resources=resources)
+
+
+def parse_host_status(text):
+    """host_id -> last renewal timestamp from ``sanlock client host_status -s LOCKSPACE``.
+
+    A host with a timestamp of 0 has never joined or has left cleanly; any other value means it
+    holds (or held until it died) the lockspace.
+    """
+    hosts = {}
+    for line in text.splitlines():
+        match = re.match(r'^(\d+)\s+timestamp\s+(\d+)', line.strip())
+        if match:
+            hosts[int(match.group(1))] = int(match.group(2))
+    return hosts
+
+
+def parse_vg(text):
+    """The VG report row (or None) of ``vgs_argv``."""
+    rows = parse_report(text, 'vg')
+    return rows[0] if rows else None
+
+
+def parse_lvs(text, leases):
+    """LV rows of ``lvs_argv`` with ``mode`` on this host: exclusive, shared or inactive.
+
+    ``leases`` are the VG's resource leases from ``parse_sanlock_status``. The mode comes from the
+    LV's lease (lvmlockd names it by LV UUID; ``lv_active_exclusively`` reads 1 for shared LVs too).
+    An active LV without a lease (lvmlockd lost it) reads ``unlocked``.
+    """
+    rows = []
+    for row in parse_report(text, 'lv'):
+        if row['lv_name'] == LOCK_LV or row['lv_name'].startswith('['):
+            continue
+        row['mode'] = lv_mode(row, leases.get(row['lv_uuid']))
+        row['orphan'] = bool(leases.get(row['lv_uuid'], {}).get('orphan'))
+        rows.append(row)
+    return rows
+
+
+def lv_mode(row, lease):
+    """exclusive / shared / inactive / unlocked of one LV report row (``--binary``: "1"/"0")."""
+    if row.get('lv_active_locally') not in ('1', 1):
+        return 'inactive'
+    if not lease:
+        return 'unlocked'
+    return 'shared' if lease['mode'] == 'sh' else 'exclusive'
+
+
+def lockspace_facts(vg_name, status, host_id):
+    """What the module returns about the VG's lockspace on this host."""
+    space = status['lockspaces'].get(LOCKSPACE_PREFIX + vg_name)
+    if not space:
+        return dict(name=LOCKSPACE_PREFIX + vg_name, joined=False, joining=False, host_id=host_id, locks=0)
+    return dict(name=LOCKSPACE_PREFIX + vg_name, joined=not space['adding'] and not space['removing'],
+                joining=space['adding'], host_id=space['host_id'], path=space['path'],
+                locks=len(status['resources'].get(LOCKSPACE_PREFIX + vg_name, {})))
+
+
+# ---------------------------------------------------------------------------------------------
+# Preconditions and input rules
+
+def setup_errors(config, services):
+    """What keeps this host from using a sanlock VG at all, each with what to fix."""
+    errors = []
+    if config.get('use_lvmlockd') != 1:
+        errors.append('use_lvmlockd is %r in /etc/lvm/lvm.conf; set "use_lvmlockd = 1" in its global section '
+                      '(the shared_lvm role does) and restart lvmlockd' % (config.get('use_lvmlockd'),))
+    host_id = config.get('host_id')
+    if not isinstance(host_id, int) or host_id == 0:
+        errors.append('host_id is not set in /etc/lvm/lvmlocal.conf; set "local { host_id = N }" with N unique '
+                      'to this host among all hosts that see the VG, 1..%d' % HOST_ID_MAX)
+    elif not 1 <= host_id <= HOST_ID_MAX:
+        errors.append('host_id = %d in /etc/lvm/lvmlocal.conf is outside 1..%d; give this host a unique '
+                      'number in that range' % (host_id, HOST_ID_MAX))
+    down = [unit for unit in SERVICES if services.get(unit) != 'active']
+    if down:
+        errors.append('%s not running (%s); wdmd needs a watchdog device (modprobe softdog), then: '
+                      'systemctl start %s' % (', '.join(down), ', '.join('%s: %s' % (u, services.get(u)) for u in down),
+                                              ' '.join(SERVICES)))
+    return errors
+
+
+def spec_of(params):
+    """Validated sanlock_vg input, and the list of every error found in it."""
+    errors = []
+    error = name_error(params['name'], 'name')
+    if error:
+        errors.append(error)
+    state = params['state']
+    devices = params.get('pvs') or []
+    for index, device in enumerate(devices):
+        if not isinstance(device, str) or not device.startswith('/dev/'):
+            errors.append('pvs[%d]=%r is not a device path; give a path under /dev/ (the multipath alias, '
+                          'for example /dev/mapper/shared-lun)' % (index, device))
+    if len(set(devices)) != len(devices):
+        errors.append('pvs=%r names a device twice' % (devices,))
+    timeout = params.get('lock_start_timeout')
+    if timeout is not None and timeout < 1:
+        errors.append('lock_start_timeout=%r: give a number of seconds, at least 1 (lock-start takes 20 s to '
+                      '3 min)' % (timeout,))
+    lvs, seen = [], set()
+    for index, item in enumerate(params.get('lvs') or []):
+        where = 'lvs[%d]' % index
+        name = item.get('name')
+        error = name_error(name, where + '.name', lv=True)
+        if error:
+            errors.append(error)
+        elif name == LOCK_LV:
+            errors.append('%s.name=%r is the lock LV of the VG; choose another name' % (where, name))
+        elif name in seen:
+            errors.append('%s.name=%r is listed twice; list each LV once' % (where, name))
+        seen.add(name)
+        size = None
+        if item.get('size') is not None:
+            if '%' in str(item['size']):
+                errors.append('%s.size=%r: give bytes with a unit, for example 10G (percent sizes are not '
+                              'supported here)' % (where, item['size']))
+            else:
+                try:
+                    size = parse_size(item['size'], where + '.size')
+                except SizeError as err:
+                    errors.append(str(err))
+                if size == 0:
+                    errors.append('%s.size=%r is zero; give the LV a size' % (where, item['size']))
+        lvs.append(dict(name=name, size=size, size_text=item.get('size'), activation=item.get('activation'),
+                        state=item.get('state') or 'present', where=where))
+    if lvs and state in ('stopped', 'absent'):
+        errors.append('lvs is only used with state=present or started; with state=%s drop it' % state)
+    return dict(name=params['name'], state=state, pvs=list(devices), lvs=lvs, timeout=timeout,
+                force=bool(params.get('force'))), errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+def view(vg, lvs, lockspace):
+    """What diff mode shows: the VG's existence and lock type, this host's lockspace, each LV's size and mode."""
+    if not vg:
+        return dict(exists=False)
+    return dict(exists=True, lock_type=vg['vg_lock_type'], lock_started=bool(lockspace.get('joined')),
+                lvs=dict((lv['lv_name'], dict(size=lv['lv_size'], activation=lv['mode'])) for lv in lvs))
+
+
+def lock_start_action(vg_name, timeout):
+    """``vgchange --lock-start`` bounded by ``timeout`` seconds (coreutils timeout exits 124 on expiry)."""
+    return Action(['timeout', str(timeout), 'vgchange', '--lock-start', vg_name],
+                  'lock-start volume group %s on this host (joins its sanlock lockspace, waits up to %d s)'
+                  % (vg_name, timeout))
+
+
+def _activate(target, mode):
+    flag = {'exclusive': 'ey', 'shared': 'sy', 'inactive': 'n'}[mode]
+    what = {'exclusive': 'activate %s exclusively on this host', 'shared': 'activate %s shared on this host',
+            'inactive': 'deactivate %s on this host'}[mode]
+    return Action(['lvchange', '--activate', flag, target], what % target)
+
+
+def plan(spec, vg, lvs, lockspace, other_hosts=()):
+    """Actions that bring the VG and the listed LVs to ``spec``, and the expected diff view.
+
+    ``vg`` is the VG report row (None when absent), ``lvs`` its LV rows with ``mode``,
+    ``lockspace`` this host's ``lockspace_facts`` and ``other_hosts`` the host ids of other
+    hosts that hold the VG's lockspace (read only for state=absent).
+    """
+    name, state, force = spec['name'], spec['state'], spec['force']
+    expected = copy.deepcopy(view(vg, lvs, lockspace))
+    actions, refusals = [], []
+    joined = bool(lockspace.get('joined'))
+
+    if vg and vg['vg_lock_type'] != 'sanlock':
+        raise Refusal(['volume group %s exists with lock type %r, not sanlock; this module manages sanlock VGs only '
+                       '(convert it with vgchange --lock-type sanlock while it is inactive everywhere, or choose '
+                       'another name)' % (name, vg['vg_lock_type'] or 'none')])
+
+    if state == 'absent':
+        if not vg:
+            return actions, expected
+        active = [lv['lv_name'] for lv in lvs if lv['mode'] != 'inactive']
+        if active:
+            refusals.append('state=absent: LV(s) %s of %s are active on this host; deactivate them first '
+                            '(activation: inactive)' % (', '.join(active), name))
+        if other_hosts:
+            refusals.append('state=absent: host_id(s) %s still have %s lock-started (and may have LVs active); '
+                            'deactivate its LVs and run state=stopped on those hosts first'
+                            % (', '.join(str(h) for h in sorted(other_hosts)), name))
+        if lvs and not force:
+            refusals.append('state=absent: %s still holds %d LV(s) (%s); set force=true to remove them with the VG'
+                            % (name, len(lvs), ', '.join(lv['lv_name'] for lv in lvs)))
+        if refusals:
+            raise Refusal(refusals)
+        if not joined:
+            # vgremove of a shared VG takes its VG lock, which needs the lockspace on this host.
+            actions.append(lock_start_action(name, spec['timeout']))
+        actions.append(Action(['vgremove', '--force', name] if lvs else ['vgremove', name],
+                              'remove volume group %s%s' % (name, ' with LV(s) %s' % ', '.join(
+                                  lv['lv_name'] for lv in lvs) if lvs else '')))
+        return actions, dict(exists=False)
+
+    if state == 'stopped':
+        if not vg or not joined and not lockspace.get('joining'):
+            if vg:
+                expected['lock_started'] = False
+            return actions, expected
+        active = [lv['lv_name'] for lv in lvs if lv['mode'] != 'inactive']
+        if active:
+            raise Refusal(['state=stopped: LV(s) %s of %s are active on this host; a VG cannot be lock-stopped '
+                           'while LVs are active: deactivate them first (lvs with activation: inactive)'
+                           % (', '.join(active), name)])
+        actions.append(Action(['vgchange', '--lock-stop', name], 'lock-stop volume group %s on this host' % name))
+        expected['lock_started'] = False
+        return actions, expected
+
+    # present / started
+    prelude = []
+    if not vg:
+        if state == 'started':
+            raise Refusal(['state=started: volume group %s does not exist; create it once, on one host, with '
+                           'state=present and pvs (for example with run_once: true)' % name])
+        if not spec['pvs']:
+            raise Refusal(['state=present: volume group %s does not exist; give pvs (the shared LUN, for example '
+                           '/dev/mapper/shared-lun) to create it' % name])
+        prelude.append(Action(['vgcreate', '--shared', '--lock-type', 'sanlock', name] + spec['pvs'],
+                              'create shared volume group %s (lock type sanlock) on %s' % (name, ', '.join(spec['pvs']))))
+        expected = dict(exists=True, lock_type='sanlock', lock_started=True, lvs={})
+        extent = None
+    else:
+        if not joined:
+            prelude.append(lock_start_action(name, spec['timeout']))
+            expected['lock_started'] = True
+        extent = vg['vg_extent_size']
+
+    by_name = dict((lv['lv_name'], lv) for lv in lvs)
+    removals = []
+    for item in spec['lvs']:
+        lv_name, where = item['name'], item['where']
+        target = '%s/%s' % (name, lv_name)
+        lv = by_name.get(lv_name)
+        if item['state'] == 'absent':
+            if lv:
+                if lv['lv_attr'][5:6] == 'o':
+                    refusals.append('%s: %s is open on this host (mounted or held); stop its user before removing it'
+                                    % (where, target))
+                removals.append(Action(['lvremove', '--yes', target], 'remove LV %s' % target))
+                expected['lvs'].pop(lv_name, None)
+            continue
+        mode = item['activation']
+        if lv is None:
+            if item['size'] is None:
+                refusals.append('%s: LV %s does not exist; give its size to create it' % (where, target))
+                continue
+            size = round_up(item['size'], extent) if extent else item['size']
+            mode = mode or 'exclusive'
+            # lvcreate activates exclusively (and zeroes the LV's start); other modes follow.
+            actions.append(Action(['lvcreate', '--yes', '--size', '%db' % size, '--name', lv_name,
+                                   '--activate', 'ey', name],
+                                  'create LV %s of %s (active exclusively on this host)' % (target, human(size))))
+            if mode != 'exclusive':
+                actions.append(_activate(target, 'inactive'))
+                if mode == 'shared':
+                    actions.append(_activate(target, 'shared'))
+            expected['lvs'][lv_name] = dict(size=size, activation=mode)
+            continue
+        if lv['segtype'] != 'linear' and lv['segtype'] != 'striped':
+            refusals.append('%s: %s is a %s LV; this module manages plain (linear) LVs only'
+                            % (where, target, lv['segtype']))
+            continue
+        if item['size'] is not None:
+            size = round_up(item['size'], extent)
+            if size > lv['lv_size']:
+                if lv['mode'] == 'shared':
+                    refusals.append('%s: %s is active shared; LVM extends an LV only while it is active exclusively '
+                                    'or inactive everywhere: deactivate it on every host first' % (where, target))
+                actions.append(Action(['lvextend', '--size', '%db' % size, target],
+                                      'grow LV %s from %s to %s' % (target, human(lv['lv_size']), human(size))))
+                expected['lvs'][lv_name]['size'] = size
+            elif size < lv['lv_size']:
+                refusals.append('%s.size=%s is smaller than %s (%s); this module does not shrink LVs: give at least '
+                                'the current size' % (where, item['size_text'], target, human(lv['lv_size'])))
+        if mode and mode != lv['mode']:
+            if lv['mode'] != 'inactive':
+                if lv['lv_attr'][5:6] == 'o':
+                    refusals.append('%s.activation=%s: %s is open on this host in mode %s; switching modes needs a '
+                                    'deactivation: stop its user first' % (where, mode, target, lv['mode']))
+                actions.append(_activate(target, 'inactive'))
+            if mode != 'inactive':
+                actions.append(_activate(target, mode))
+            expected['lvs'][lv_name]['activation'] = mode
+    if refusals:
+        raise Refusal(refusals)
+    # The VG first (created or lock-started), then removals free space, then creations and modes.
+    return prelude + removals + actions, expected
+
+
+def explain_failure(action, rc, output):
+    """Advice added to the error of a failed action, from its exit code and what it printed."""
+    if LOCKED_ELSEWHERE_RE.search(output) and action.argv[0] in ('lvchange', 'lvremove', 'lvextend'):
+        return ('%s is locked by another host: it is active there (exclusively, or shared when this host asked '
+                'for exclusive); deactivate it on that host first, or use activation: shared on every host'
+                % action.argv[-1])
+    if action.argv[0] == 'timeout' and rc == 124:
+        return ('the lock-start did not finish within the timeout; check that this '
+                'host sees the VG\'s device and that its host_id is not used by another host, then raise '
+                'lock_start_timeout')
+    return None

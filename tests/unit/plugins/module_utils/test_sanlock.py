@@ -1,0 +1,254 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""sanlock_vg readers and planner, fed with output recorded on lab VMs (lvm2 2.03.16, sanlock 3.8.5,
+Debian 12): VG `shared` on one disk, host_id 1, lv1 active exclusive, lv2 shared, lv3 inactive."""
+
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.openblock.storage.plugins.module_utils import sanlock
+from ansible_collections.openblock.storage.plugins.module_utils.lvm import Refusal
+from ansible_collections.openblock.storage.plugins.module_utils.plan import Action
+
+FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'sanlock'
+LV1 = 'dLMtU0-248H-PNPc-YD0J-59aQ-Lyen-RlNdBN'
+LV2 = 'ub8NqU-CHmp-B75f-3ICt-fccZ-c55w-Q5PAVo'
+LV3 = 'ketfVm-BNg5-d5yT-dn7e-pVrN-uo2e-cv2j9e'
+
+
+def out(name):
+    return (FIXTURES / (name + '.stdout')).read_text()
+
+
+def rec(name):
+    return (int((FIXTURES / (name + '.rc')).read_text()), out(name), (FIXTURES / (name + '.stderr')).read_text())
+
+
+def state(status='sanlock_status_locks'):
+    """VG row, LV rows and this host's lockspace as the module reads them."""
+    st = sanlock.parse_sanlock_status(out(status))
+    vg = sanlock.parse_vg(out('vgs_shared'))
+    lvs = sanlock.parse_lvs(out('lvs_modes'), st['resources'].get('lvm_shared', {}))
+    return vg, lvs, sanlock.lockspace_facts('shared', st, 1)
+
+
+def spec(**kw):
+    params = dict(name='shared', state='started', pvs=None, lvs=[], lock_start_timeout=300, force=False)
+    params.update(kw)
+    result, errors = sanlock.spec_of(params)
+    assert errors == []
+    return result
+
+
+def argvs(actions):
+    return [' '.join(a.argv) for a in actions]
+
+
+# ---------------------------------------------------------------- readers
+
+def test_lvmconfig_before_and_after_setup():
+    assert sanlock.parse_lvmconfig(out('lvmconfig_unset')) == {'use_lvmlockd': 0, 'host_id': 0}
+    assert sanlock.parse_lvmconfig(out('lvmconfig_set')) == {'use_lvmlockd': 1, 'host_id': 1}
+
+
+def test_is_active_maps_lines_to_units_in_order():
+    rc, text, _ = rec('is_active_wdmd_down')
+    assert rc == 0  # systemctl is-active exits 0 when any unit is active: read the lines, not the rc
+    assert sanlock.parse_is_active(text) == {'wdmd': 'inactive', 'sanlock': 'active', 'lvmlockd': 'active'}
+    assert set(sanlock.parse_is_active(out('is_active_all')).values()) == {'active'}
+    assert sanlock.parse_is_active('active\n') == {'wdmd': 'active', 'sanlock': 'unknown', 'lvmlockd': 'unknown'}
+
+
+def test_sanlock_status_without_lockspace():
+    assert sanlock.parse_sanlock_status(out('sanlock_status_empty')) == {'lockspaces': {}, 'resources': {}}
+    facts = sanlock.lockspace_facts('shared', sanlock.parse_sanlock_status(out('sanlock_status_empty')), 1)
+    assert facts == {'name': 'lvm_shared', 'joined': False, 'joining': False, 'host_id': 1, 'locks': 0}
+
+
+def test_sanlock_status_joined_after_vgcreate():
+    status = sanlock.parse_sanlock_status(out('sanlock_status_joined'))
+    assert status['lockspaces'] == {'lvm_shared': {'host_id': 1, 'path': '/dev/mapper/shared-lvmlock',
+                                                   'adding': False, 'removing': False}}
+    assert sanlock.lockspace_facts('shared', status, 1)['joined'] is True
+    assert sanlock.lockspace_facts('other', status, 1)['joined'] is False
+
+
+def test_sanlock_status_while_lock_start_waits():
+    facts = sanlock.lockspace_facts('shared', sanlock.parse_sanlock_status(out('sanlock_status_adding')), 1)
+    assert facts['joined'] is False and facts['joining'] is True
+
+
+def test_lease_modes_exclusive_shared_and_orphaned():
+    leases = sanlock.parse_sanlock_status(out('sanlock_status_locks'))['resources']['lvm_shared']
+    assert leases == {LV1: {'mode': 'ex', 'orphan': False}, LV2: {'mode': 'sh', 'orphan': False}}
+    orphans = sanlock.parse_sanlock_status(out('sanlock_status_orphan'))['resources']['lvm_shared']
+    assert orphans == {LV3: {'mode': 'ex', 'orphan': True}, LV2: {'mode': 'sh', 'orphan': True}}
+
+
+def test_host_status():
+    assert sanlock.parse_host_status(out('host_status')) == {1: 137}
+
+
+def test_vgs_report_of_a_shared_vg_and_of_none():
+    vg = sanlock.parse_vg(out('vgs_shared'))
+    assert vg['vg_lock_type'] == 'sanlock' and vg['vg_attr'][5] == 's'
+    assert vg['vg_extent_size'] == 4194304 and vg['lv_count'] == 0
+    rc, text, err = rec('vgs_missing')
+    assert rc == 0 and sanlock.parse_vg(text) is None
+    assert 'Skipping global lock' in err  # lvmlockd warns before any lockspace exists; not an error
+
+
+def test_lv_modes_come_from_the_leases_not_from_lvs():
+    # lvs says lv_active_exclusively=1 for the shared lv2 as well: only the lease tells.
+    _, lvs, _ = state()
+    assert [(lv['lv_name'], lv['mode']) for lv in lvs] == [('lv1', 'exclusive'), ('lv2', 'shared'),
+                                                           ('lv3', 'inactive')]
+    assert lvs[0]['lv_size'] == 67108864
+
+
+def test_active_lv_without_a_lease_reads_unlocked():
+    lvs = sanlock.parse_lvs(out('lvs_modes'), {})
+    assert [lv['mode'] for lv in lvs] == ['unlocked', 'unlocked', 'inactive']
+
+
+# ---------------------------------------------------------------- preconditions and input
+
+def test_setup_errors_name_what_to_fix():
+    errors = sanlock.setup_errors(sanlock.parse_lvmconfig(out('lvmconfig_unset')),
+                                  sanlock.parse_is_active(out('is_active_wdmd_down')))
+    assert len(errors) == 3
+    assert 'use_lvmlockd = 1' in errors[0]
+    assert 'host_id is not set' in errors[1] and 'lvmlocal.conf' in errors[1]
+    assert 'wdmd not running' in errors[2] and 'softdog' in errors[2]
+    assert sanlock.setup_errors(sanlock.parse_lvmconfig(out('lvmconfig_set')),
+                                sanlock.parse_is_active(out('is_active_all'))) == []
+
+
+@pytest.mark.parametrize('host_id, ok', [(0, False), (1, True), (2000, True), (2001, False)])
+def test_host_id_range(host_id, ok):
+    errors = sanlock.setup_errors({'use_lvmlockd': 1, 'host_id': host_id},
+                                  dict((u, 'active') for u in sanlock.SERVICES))
+    assert (errors == []) is ok
+
+
+def test_every_input_error_at_once():
+    _, errors = sanlock.spec_of(dict(name='bad name', state='stopped', pvs=['sdb', '/dev/x', '/dev/x'],
+                                     lock_start_timeout=0, force=False,
+                                     lvs=[{'name': 'lvmlock', 'size': '1G'}, {'name': 'a', 'size': '10%VG'},
+                                          {'name': 'a', 'size': '0'}, {'name': 'snapshot1', 'size': 'x'}]))
+    text = '\n'.join(errors)
+    for needle in ("name='bad name'", "pvs[0]='sdb'", 'names a device twice', 'lock_start_timeout=0',
+                   'lock LV', "lvs[1].size='10%VG'", "lvs[2].name='a' is listed twice", 'is zero',
+                   "'snapshot'", 'lvs is only used with state=present or started'):
+        assert needle in text, needle
+
+
+# ---------------------------------------------------------------- planner
+
+def test_create_on_the_first_host():
+    actions, expected = sanlock.plan(spec(state='present', pvs=['/dev/mapper/shared-lun'],
+                                          lvs=[{'name': 'img', 'size': '1G', 'activation': 'shared'}]),
+                                     None, [], {'joined': False})
+    assert argvs(actions) == [
+        'vgcreate --shared --lock-type sanlock shared /dev/mapper/shared-lun',
+        'lvcreate --yes --size 1073741824b --name img --activate ey shared',
+        'lvchange --activate n shared/img',
+        'lvchange --activate sy shared/img']
+    assert expected == {'exists': True, 'lock_type': 'sanlock', 'lock_started': True,
+                        'lvs': {'img': {'size': 1073741824, 'activation': 'shared'}}}
+
+
+def test_started_refuses_a_missing_vg_and_present_wants_pvs():
+    with pytest.raises(Refusal, match='run_once'):
+        sanlock.plan(spec(), None, [], {'joined': False})
+    with pytest.raises(Refusal, match='give pvs'):
+        sanlock.plan(spec(state='present'), None, [], {'joined': False})
+
+
+def test_converged_state_plans_nothing():
+    vg, lvs, lockspace = state()
+    wanted = [{'name': 'lv1', 'size': '64M', 'activation': 'exclusive'},
+              {'name': 'lv2', 'activation': 'shared'}, {'name': 'lv3', 'activation': 'inactive'}]
+    for st in ('present', 'started'):
+        actions, expected = sanlock.plan(spec(state=st, lvs=wanted), vg, lvs, lockspace)
+        assert actions == []
+        assert expected == sanlock.view(vg, lvs, lockspace)
+
+
+def test_lock_start_when_not_joined_is_bounded():
+    vg, lvs, _ = state('sanlock_status_empty')
+    actions, expected = sanlock.plan(spec(lock_start_timeout=90), vg, lvs, {'joined': False})
+    assert argvs(actions) == ['timeout 90 vgchange --lock-start shared']
+    assert expected['lock_started'] is True
+
+
+def test_mode_changes_go_through_inactive():
+    vg, lvs, lockspace = state()
+    actions, expected = sanlock.plan(spec(lvs=[{'name': 'lv1', 'activation': 'shared'},
+                                               {'name': 'lv2', 'activation': 'inactive'},
+                                               {'name': 'lv3', 'activation': 'exclusive'}]), vg, lvs, lockspace)
+    assert argvs(actions) == ['lvchange --activate n shared/lv1', 'lvchange --activate sy shared/lv1',
+                              'lvchange --activate n shared/lv2', 'lvchange --activate ey shared/lv3']
+    assert dict((n, v['activation']) for n, v in expected['lvs'].items()) == {
+        'lv1': 'shared', 'lv2': 'inactive', 'lv3': 'exclusive'}
+
+
+def test_unlocked_lv_is_reactivated_in_its_mode():
+    vg = sanlock.parse_vg(out('vgs_shared'))
+    lvs = sanlock.parse_lvs(out('lvs_modes'), {})
+    actions, _ = sanlock.plan(spec(lvs=[{'name': 'lv2', 'activation': 'shared'}]), vg, lvs, {'joined': True})
+    assert argvs(actions) == ['lvchange --activate n shared/lv2', 'lvchange --activate sy shared/lv2']
+
+
+def test_grow_remove_and_refusals():
+    vg, lvs, lockspace = state()
+    actions, expected = sanlock.plan(spec(lvs=[{'name': 'lv1', 'size': '100M'}, {'name': 'lv3', 'state': 'absent'}]),
+                                     vg, lvs, lockspace)
+    assert argvs(actions) == ['lvremove --yes shared/lv3', 'lvextend --size 104857600b shared/lv1']
+    assert 'lv3' not in expected['lvs'] and expected['lvs']['lv1']['size'] == 104857600
+    with pytest.raises(Refusal) as err:
+        sanlock.plan(spec(lvs=[{'name': 'lv1', 'size': '32M'}, {'name': 'lv2', 'size': '1G'},
+                               {'name': 'new'}]), vg, lvs, lockspace)
+    reasons = '\n'.join(err.value.reasons)
+    assert 'does not shrink' in reasons and 'active shared' in reasons and 'give its size' in reasons
+
+
+def test_stopped_refuses_active_lvs_then_lock_stops():
+    vg, lvs, lockspace = state()
+    with pytest.raises(Refusal, match='lv1, lv2 of shared are active'):
+        sanlock.plan(spec(state='stopped'), vg, lvs, lockspace)
+    idle = [dict(lv, mode='inactive') for lv in lvs]
+    actions, expected = sanlock.plan(spec(state='stopped'), vg, idle, lockspace)
+    assert argvs(actions) == ['vgchange --lock-stop shared'] and expected['lock_started'] is False
+    assert sanlock.plan(spec(state='stopped'), vg, idle, {'joined': False})[0] == []
+
+
+def test_absent_refuses_active_lvs_other_hosts_and_lvs_without_force():
+    vg, lvs, lockspace = state()
+    with pytest.raises(Refusal) as err:
+        sanlock.plan(spec(state='absent'), vg, lvs, lockspace, other_hosts=[2])
+    reasons = err.value.reasons
+    assert len(reasons) == 3
+    assert 'lv1, lv2' in reasons[0] and 'host_id(s) 2' in reasons[1] and 'force=true' in reasons[2]
+    idle = [dict(lv, mode='inactive') for lv in lvs]
+    actions, expected = sanlock.plan(spec(state='absent', force=True), vg, idle, lockspace)
+    assert argvs(actions) == ['vgremove --force shared'] and expected == {'exists': False}
+    actions, _ = sanlock.plan(spec(state='absent'), vg, [], {'joined': False})
+    assert argvs(actions) == ['timeout 300 vgchange --lock-start shared', 'vgremove shared']
+    assert sanlock.plan(spec(state='absent'), None, [], {'joined': False})[0] == []
+
+
+def test_a_vg_of_another_lock_type_is_refused():
+    vg = dict(sanlock.parse_vg(out('vgs_shared')), vg_lock_type=None)
+    with pytest.raises(Refusal, match='not sanlock'):
+        sanlock.plan(spec(), vg, [], {'joined': False})
+
+
+def test_explain_names_the_lv_locked_elsewhere_and_the_timeout():
+    act = Action(['lvchange', '--activate', 'ey', 'shared/lv1'], 'activate')
+    advice = sanlock.explain_failure(act, 5, 'LV locked by other host: shared/lv1')
+    assert 'shared/lv1 is locked by another host' in advice
+    assert sanlock.explain_failure(act, 5, 'Volume group "x" not found') is None
+    start = sanlock.lock_start_action('shared', 30)
+    assert 'lock_start_timeout' in sanlock.explain_failure(start, 124, '')
+    assert sanlock.explain_failure(start, 5, 'boom') is None
