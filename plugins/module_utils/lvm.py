@@ -317,8 +317,8 @@ def plan_vg(spec, vg, pvs, devices, signatures):
 
     if vg and spec['pesize'] and spec['pesize'] != vg['vg_extent_size']:
         refusals.append('pesize=%s but volume group %s has extents of %s; the extent size is chosen at '
-                        'creation: drop pesize or recreate the VG' % (human(spec['pesize']), name,
-                                                                       human(vg['vg_extent_size'])))
+                        'creation: drop pesize or recreate the VG'
+                        % (human(spec['pesize']), name, human(vg['vg_extent_size'])))
     leaving = []
     if vg and spec['reduce']:
         for pv in members:
@@ -479,8 +479,8 @@ def plan_thin(spec, vg, lvs):
                 expected['pool']['metadata_size'] = meta
             elif meta < pool['lv_metadata_size']:
                 refusals.append('metadata_size=%s is smaller than the metadata of thin pool %s (%s); '
-                                'LVM cannot shrink it' % (human(spec['metadata_size']), target,
-                                                         human(pool['lv_metadata_size'])))
+                                'LVM cannot shrink it'
+                                % (human(spec['metadata_size']), target, human(pool['lv_metadata_size'])))
         if spec['zero'] is not None and spec['zero'] != (pool['zero'] == 'zero'):
             pool_actions.append(Action(['lvchange', '--zero', 'y' if spec['zero'] else 'n', target],
                                        'turn zeroing of new chunks %s in thin pool %s' % ('on' if spec['zero'] else 'off', target)))
@@ -522,8 +522,8 @@ def plan_thin(spec, vg, lvs):
             elif size and size < lv['lv_size']:
                 if not force:
                     refusals.append('%s.size=%s is smaller than %s/%s (%s); shrinking loses the data past the new '
-                                    'end: set force=true to shrink it' % (where, human(vol['size']), vg_name, name,
-                                                                         human(lv['lv_size'])))
+                                    'end: set force=true to shrink it'
+                                    % (where, human(vol['size']), vg_name, name, human(lv['lv_size'])))
                 grows.append(Action(['lvreduce', '--force', '--size', '%db' % size, '%s/%s' % (vg_name, name)],
                                     'shrink thin volume %s/%s from %s to %s' % (vg_name, name, human(lv['lv_size']), human(size))))
                 volumes[name]['size'] = size

@@ -10,7 +10,7 @@ module: lvm_thinvol
 short_description: Manage an LVM thin pool and all its thin volumes in one task
 version_added: 0.1.0
 author:
-  - openblock.storage developers
+  - openblock.storage developers (@openblock)
 description:
   - Makes the thin pool O(pool) exist in the volume group O(vg) and converges the thin volumes listed
     in O(volumes) (create, grow, snapshot, activate, deactivate, remove) in one task, so a host with

@@ -10,7 +10,7 @@ module: lvm_vg
 short_description: Create, extend, reduce or remove an LVM volume group, safely
 version_added: 0.1.0
 author:
-  - openblock.storage developers
+  - openblock.storage developers (@openblock)
 description:
   - Makes the LVM volume group O(name) exist on the devices O(pvs), or not exist.
   - Reads the state with one JSON report of C(vgs) and one of C(pvs) (sizes in bytes, C(LC_ALL=C)),

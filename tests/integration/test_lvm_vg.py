@@ -5,24 +5,10 @@ device itest_lvm_grow (on spare2, to grow a PV). Both disks are left without any
 """
 
 import pytest
+from lvm_disks import DISK1, DISK2, assert_wiped, clean_disks, lvm_state
 
-DISK1 = '/dev/disk/by-id/virtio-spare1'
-DISK2 = '/dev/disk/by-id/virtio-spare2'
 VG = 'itest_lvm_vg'
 GROW = '/dev/mapper/itest_lvm_grow'
-
-
-def lvm_state(lab):
-    """What check mode must leave untouched: every VG, PV and LV of ours, and the disks' signatures."""
-    return lab.out('vgs --units b -o vg_name,vg_size,pv_count,lv_count; pvs --units b -o pv_name,vg_name,pv_size; '
-                   'lvs --units b -o lv_name,vg_name,lv_attr,lv_size; wipefs --no-act %s %s' % (DISK1, DISK2))
-
-
-def clean_disks(lab):
-    """Remove every itest_lvm VG, the grow device and all signatures from spare1/2."""
-    lab.sh('for vg in $(vgs --noheadings -o vg_name | grep -o "itest_lvm[^ ]*"); do vgremove -q -f $vg; done; '
-           'dmsetup remove itest_lvm_grow 2>/dev/null; '
-           'for d in %s %s; do pvremove -q -y $d 2>/dev/null; wipefs -q --all $d; done; true' % (DISK1, DISK2))
 
 
 @pytest.fixture(scope='module')
@@ -30,7 +16,7 @@ def disks(lab):
     clean_disks(lab)
     yield lab
     clean_disks(lab)
-    assert lab.out('wipefs --no-act --noheadings %s %s' % (DISK1, DISK2)).strip() == ''
+    assert_wiped(lab)
 
 
 def test_bad_input_fails_before_any_change(disks):

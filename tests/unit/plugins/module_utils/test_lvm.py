@@ -7,6 +7,11 @@ the lab's spare disks (/dev/vdb, /dev/vdc):
 - vgs_two_pvs_one_lv.json, pvs_two_in_vg.json: VG itest_lvm_a on vdb + vdc, 3 extents used on vdc.
 - pvs_orphan.json: itest_lvm_a on vdb, vdc a PV in no VG.
 - pvs_grown_device.json, vgs_grown_device.json: a PV on a dm device grown from 128 to 256MiB.
+- vgs_200_volumes.json, lvs_200_volumes.json: VG itest_lvm_thin after one lvm_thinvol task made
+  200 inactive thin volumes.
+- wipefs_*.json: `wipefs --no-act --json` of a clean disk, of an ext4 disk, of a PV.
+- *.err / *.rc: what LVM says (exit 5) when removing an open LV, reusing another VG's PV, or
+  reporting on a missing VG.
 """
 
 from pathlib import Path
@@ -142,20 +147,19 @@ def test_thin_input_sizes():
     assert spec['size'] == (95.0, 'VG')
     assert spec['volumes'][0]['size'] == 1 << 30
     assert spec['volumes'][0]['state'] == 'present' and spec['volumes'][0]['active'] is True
-    _, errors = thin_spec(thin_params(size='150%VG'))
+    _spec, errors = thin_spec(thin_params(size='150%VG'))
     assert "size='150%VG'" in errors[0]
 
 
 def test_vg_input_collects_every_error():
-    _, errors = vg_spec(dict(name='bad name', state='present', pvs=['sdb', '/dev/vdb', '/dev/vdb'],
-                             pesize='3M'))
+    _spec, errors = vg_spec(dict(name='bad name', state='present', pvs=['sdb', '/dev/vdb', '/dev/vdb'], pesize='3M'))
     assert len(errors) == 4
     text = '\n'.join(errors)
     for piece in ("name='bad name'", "pvs[0]='sdb'", 'names a device twice', "pesize='3M'"):
         assert piece in text
-    _, errors = vg_spec(dict(name='vg', state='present', pvs=[]))
+    _spec, errors = vg_spec(dict(name='vg', state='present', pvs=[]))
     assert errors == ['pvs is empty; state=present needs at least one device']
-    _, errors = vg_spec(dict(name='vg', state='absent', pvs=None))
+    _spec, errors = vg_spec(dict(name='vg', state='absent', pvs=None))
     assert errors == []
 
 
@@ -186,7 +190,7 @@ def test_signature_refused_without_force_and_wiped_with_it():
         vg_plan(dict(name='itest_lvm_a'), None, None, BY_ID, signatures)
     assert '/dev/disk/by-id/virtio-spare1 carries ext4' in str(refusal.value)
     assert 'force=true' in str(refusal.value)
-    actions, _ = vg_plan(dict(name='itest_lvm_a', force=True), None, None, BY_ID, signatures)
+    actions, _expected = vg_plan(dict(name='itest_lvm_a', force=True), None, None, BY_ID, signatures)
     assert argvs(actions) == ['wipefs --all /dev/disk/by-id/virtio-spare1',
                               'vgcreate itest_lvm_a /dev/disk/by-id/virtio-spare1 /dev/disk/by-id/virtio-spare2']
 
@@ -208,7 +212,7 @@ def test_existing_vg_is_a_no_op():
 
 
 def test_orphan_pv_is_added_without_probe_or_wipe():
-    actions, _ = vg_plan(dict(name='itest_lvm_a'), 'vgs_two_pvs_one_lv.json', 'pvs_orphan.json', BY_ID)
+    actions, _expected = vg_plan(dict(name='itest_lvm_a'), 'vgs_two_pvs_one_lv.json', 'pvs_orphan.json', BY_ID)
     assert argvs(actions) == ['vgextend itest_lvm_a /dev/disk/by-id/virtio-spare2']
 
 
@@ -222,8 +226,8 @@ def test_reduce_only_empty_pvs():
     assert argvs(actions) == ['vgreduce itest_lvm_a /dev/vdb', 'pvremove /dev/vdb']
     assert expected['pvs'] == {'/dev/vdc': 255}
     # without reduce, unlisted PVs stay
-    actions, _ = vg_plan(dict(name='itest_lvm_a'), 'vgs_two_pvs_one_lv.json', 'pvs_two_in_vg.json',
-                         {'/dev/vdc': '/dev/vdc'})
+    actions, _expected = vg_plan(dict(name='itest_lvm_a'), 'vgs_two_pvs_one_lv.json', 'pvs_two_in_vg.json',
+                                 {'/dev/vdc': '/dev/vdc'})
     assert actions == []
 
 
@@ -246,7 +250,7 @@ def test_pesize_of_existing_vg_is_not_changed():
 
 def test_pvresize_grows_a_grown_device():
     dev = {'/dev/mapper/itest_lvm_grow': '/dev/mapper/itest_lvm_grow'}
-    actions, _ = vg_plan(dict(name='itest_lvm_g'), 'vgs_grown_device.json', 'pvs_grown_device.json', dev)
+    actions, _expected = vg_plan(dict(name='itest_lvm_g'), 'vgs_grown_device.json', 'pvs_grown_device.json', dev)
     assert actions == []
     actions, expected = vg_plan(dict(name='itest_lvm_g', pvresize=True), 'vgs_grown_device.json',
                                 'pvs_grown_device.json', dev)
@@ -262,8 +266,8 @@ CURRENT = [dict(name='v1', size='100M'), dict(name='v2', size='1G', active=False
            dict(name='s1', snapshot_of='v1')]
 
 
-def thin_plan(lvs=LVS, **kwargs):
-    return plan_thin(thin(**kwargs), VG, lvs)
+def thin_plan(lvs=None, **kwargs):
+    return plan_thin(thin(**kwargs), VG, LVS if lvs is None else lvs)
 
 
 def refusal_of(**kwargs):
@@ -280,9 +284,9 @@ def test_recorded_state_is_a_no_op():
 
 def test_sizes_compare_after_rounding_to_extents():
     # 101000000 B rounds up to 25 extents of 4MiB = 104857600 B, the recorded size of v1
-    actions, _ = thin_plan(volumes=[dict(name='v1', size='101000000')])
+    actions, _expected = thin_plan(volumes=[dict(name='v1', size='101000000')])
     assert actions == []
-    actions, _ = thin_plan(volumes=[dict(name='v1', size='104857601')])
+    actions, _expected = thin_plan(volumes=[dict(name='v1', size='104857601')])
     assert argvs(actions) == ['lvextend --size 109051904b itest_lvm_a/v1']
 
 
@@ -297,7 +301,7 @@ def test_grow_volume_and_pool():
 def test_shrink_needs_force():
     assert "volumes[0].size=512MiB is smaller than itest_lvm_a/v2 (1GiB)" in refusal_of(
         volumes=[dict(name='v2', size='512M', active=False)])
-    actions, _ = thin_plan(volumes=[dict(name='v2', size='512M', active=False)], force=True)
+    actions, _expected = thin_plan(volumes=[dict(name='v2', size='512M', active=False)], force=True)
     assert argvs(actions) == ['lvreduce --force --size 536870912b itest_lvm_a/v2']
 
 
@@ -322,7 +326,7 @@ def test_absent_volume_that_does_not_exist_is_a_no_op():
 def test_purge_needs_force_and_spares_other_lvs():
     message = refusal_of(volumes=[dict(name='v1')], purge=True)
     assert 'purge would remove 2 thin volume(s) not listed in volumes (s1, v2)' in message
-    actions, _ = thin_plan(volumes=[dict(name='v1')], purge=True, force=True)
+    actions, _expected = thin_plan(volumes=[dict(name='v1')], purge=True, force=True)
     assert argvs(actions) == ['lvremove --force itest_lvm_a/s1 itest_lvm_a/v2']
     assert thin_plan(volumes=CURRENT, purge=True)[0] == []
 
@@ -356,10 +360,10 @@ def test_create_volume_then_its_snapshot():
 
 
 def test_snapshot_needs_an_origin_listed_first():
-    assert "volumes[0].snapshot_of='v9'" in refusal_of(volumes=[dict(name='s9', snapshot_of='v9'),
-                                                               dict(name='v9', size='1G')])
-    assert "volumes[1].snapshot_of='v1'" in refusal_of(volumes=[dict(name='v1', state='absent'),
-                                                               dict(name='s9', snapshot_of='v1')], force=True)
+    late_origin = [dict(name='s9', snapshot_of='v9'), dict(name='v9', size='1G')]
+    assert "volumes[0].snapshot_of='v9'" in refusal_of(volumes=late_origin)
+    removed_origin = [dict(name='v1', state='absent'), dict(name='s9', snapshot_of='v1')]
+    assert "volumes[1].snapshot_of='v1'" in refusal_of(volumes=removed_origin, force=True)
 
 
 def test_new_volume_needs_a_size():
@@ -385,12 +389,12 @@ def test_create_pool():
         'lvcreate --type thin-pool --extents 95%VG --name pool itest_lvm_a',
         'lvcreate --type thin --virtualsize 1073741824b --thinpool pool --name v1 --activate y itest_lvm_a']
     assert expected['pool'] == {'size': '95%VG'}
-    actions, _ = thin_plan(lvs=[], size='1000M', chunksize='8M', metadata_size='5M', zero=False,
-                           discards='nopassdown')
+    actions, _expected = thin_plan(lvs=[], size='1000M', chunksize='8M', metadata_size='5M', zero=False,
+                                   discards='nopassdown')
     # rounded up to whole 4MiB extents and whole 8MiB chunks: 1000MiB -> 1000MiB, 5MiB -> 8MiB
     assert argvs(actions) == ['lvcreate --type thin-pool --size 1048576000b --chunksize 8388608b '
                               '--poolmetadatasize 8388608b --zero n --discards nopassdown --name pool itest_lvm_a']
-    actions, _ = thin_plan(lvs=[], size='1004M', chunksize='8M')
+    actions, _expected = thin_plan(lvs=[], size='1004M', chunksize='8M')
     assert '--size 1056964608b' in argvs(actions)[0]  # 1004MiB -> 1008MiB, a multiple of 8MiB
 
 
@@ -400,3 +404,18 @@ def test_recorded_lvm_errors_are_what_the_refusals_prevent():
     assert 'in use' in fixture('lvremove_open.err')
     assert fixture('vgcreate_taken.rc').strip() == '5'
     assert "already in volume group 'itest_lvm_a'" in fixture('vgcreate_taken.err')
+
+
+def test_two_hundred_volumes_unchanged_plan_nothing():
+    # recorded after one lvm_thinvol task created many-000..many-199 (1GiB each, inactive) in a 90%VG pool
+    [vg] = report('vgs_200_volumes.json', 'vg')
+    lvs = report('lvs_200_volumes.json', 'lv')
+    volumes = [dict(name='many-%03d' % i, size='1G', active=False) for i in range(200)]
+    actions, expected = plan_thin(thin(vg='itest_lvm_thin', size='90%VG', volumes=volumes), vg, lvs)
+    assert actions == []
+    assert len(expected['volumes']) == 200
+    volumes[7]['size'] = '2G'
+    volumes[150]['active'] = True
+    actions, _expected = plan_thin(thin(vg='itest_lvm_thin', volumes=volumes), vg, lvs)
+    assert argvs(actions) == ['lvextend --size 2147483648b itest_lvm_thin/many-007',
+                              'lvchange --activate y --ignoreactivationskip itest_lvm_thin/many-150']
