@@ -220,7 +220,7 @@ def spec_of(params):
                     errors.append('%s.size=%r is zero; give the LV a size' % (where, item['size']))
         lvs.append(dict(name=name, size=size, size_text=item.get('size'), activation=item.get('activation'),
                         state=item.get('state') or 'present', where=where))
-    if lvs and state in ('stopped', 'absent'):
+    if lvs and state in ('stopped', 'absent', 'query'):
         errors.append('lvs is only used with state=present or started; with state=%s drop it' % state)
     return dict(name=params['name'], state=state, pvs=list(devices), lvs=lvs, timeout=timeout,
                 force=bool(params.get('force'))), errors

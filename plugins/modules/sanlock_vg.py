@@ -22,6 +22,9 @@ description:
   - V(stopped) lock-stops the VG on this host; refused while any of its LVs is active here.
   - V(absent) removes the VG; refused while LVs are active on this host, while other hosts still have
     the VG lock-started, and, when the VG holds LVs, unless O(force=true).
+  - V(query) changes nothing and fails on nothing but unreadable state; it reports the VG, the lockspace,
+    each LV's mode (also from the leases a dead lvmlockd left ORPHAN in sanlock) and, in RV(problems),
+    what keeps the host from using the VG. The recovery playbook reads the host with it.
   - O(lvs) lists plain (linear) LVs of the VG with their size and their activation mode on this host,
     V(exclusive), V(shared) or V(inactive). An LV whose lock another host holds fails with a message
     naming the LV.
@@ -38,9 +41,9 @@ options:
     description:
       - V(present) creates the VG if needed (on one host only) and lock-starts it here.
       - V(started) lock-starts an existing VG here; fails when the VG does not exist.
-      - V(stopped) lock-stops it here. V(absent) removes it.
+      - V(stopped) lock-stops it here. V(absent) removes it. V(query) only reads.
     type: str
-    choices: [present, started, stopped, absent]
+    choices: [present, started, stopped, absent, query]
     default: started
   pvs:
     description:
@@ -171,12 +174,21 @@ lockspace:
       type: int
   sample: {name: lvm_shared, joined: true, joining: false, host_id: 1, path: /dev/mapper/shared-lvmlock, locks: 1}
 lvs:
-  description: Every LV of the VG (the lock LV excepted) and its lock mode on this host.
+  description:
+    - Every LV of the VG (the lock LV excepted) and its lock mode on this host.
+    - C(activation) is V(exclusive), V(shared), V(inactive), or V(unlocked) for an LV active without a
+      lease (its lock was lost); C(orphan) is true when the lease was left behind by a dead lvmlockd.
   returned: always
   type: dict
   sample:
-    images: {size: 21474836480, activation: shared, path: /dev/shared/images, attr: -wi-a-----}
-    vm-compute1: {size: 10737418240, activation: exclusive, path: /dev/shared/vm-compute1, attr: -wi-a-----}
+    images: {size: 21474836480, activation: shared, orphan: false, path: /dev/shared/images, attr: -wi-a-----}
+    vm-compute1: {size: 10737418240, activation: exclusive, orphan: false, path: /dev/shared/vm-compute1, attr: -wi-a-----}
+problems:
+  description: With O(state=query), what keeps this host from using the VG (unset C(use_lvmlockd) or C(host_id), a lock daemon down).
+  returned: when O(state=query)
+  type: list
+  elements: str
+  sample: ["lvmlockd not running (lvmlockd: failed); ..."]
 commands:
   description: The commands run (in check mode, the commands that would run), in order.
   returned: always
@@ -233,8 +245,8 @@ def facts(vg, lvs):
         return {}, {}
     vg_facts = dict(name=vg['vg_name'], uuid=vg['vg_uuid'], attr=vg['vg_attr'], lock_type=vg['vg_lock_type'],
                     size=vg['vg_size'], free=vg['vg_free'], extent_size=vg['vg_extent_size'])
-    lv_facts = dict((lv['lv_name'], dict(size=lv['lv_size'], activation=lv['mode'], path=lv['lv_path'],
-                                         attr=lv['lv_attr'])) for lv in lvs)
+    lv_facts = dict((lv['lv_name'], dict(size=lv['lv_size'], activation=lv['mode'], orphan=lv['orphan'],
+                                         path=lv['lv_path'], attr=lv['lv_attr'])) for lv in lvs)
     return vg_facts, lv_facts
 
 
@@ -242,7 +254,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type='str', required=True),
-            state=dict(type='str', choices=['present', 'started', 'stopped', 'absent'], default='started'),
+            state=dict(type='str', choices=['present', 'started', 'stopped', 'absent', 'query'], default='started'),
             pvs=dict(type='list', elements='str'),
             lvs=dict(type='list', elements='dict', default=[], options=dict(
                 name=dict(type='str', required=True),
@@ -267,6 +279,11 @@ def main():
     config = sanlock.parse_lvmconfig(runner.read(sanlock.CONFIG_ARGV, what='reading the lvmlockd settings')[1])
     services = sanlock.parse_is_active(runner.read(sanlock.SERVICES_ARGV, ok_rcs=(0, 3, 4))[1])
     errors = sanlock.setup_errors(config, services)
+    if spec['state'] == 'query':
+        vg, lvs, status = read_state(runner, spec['name'])
+        vg_facts, lv_facts = facts(vg, lvs)
+        module.exit_json(changed=False, vg=vg_facts, lvs=lv_facts, problems=errors, commands=[],
+                         lockspace=sanlock.lockspace_facts(spec['name'], status, config.get('host_id')))
     if errors:
         module.fail_json(msg='this host is not ready for a sanlock VG: ' + '; '.join(errors), errors=errors,
                          commands=[])

@@ -1,0 +1,138 @@
+"""Verifier of the `shared_lvm` scenario: the shared VG on storage1's LUN, seen by compute1 and compute2.
+
+The tests run in file order and build on one another: locks first, then a reboot of compute2, then
+lvmlockd killed on compute1 and the recovery playbook. Each prints what it measured.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+# node() and run(), the testinfra helpers of the default scenario's verifier
+sys.path.insert(0, str(REPO / 'molecule' / 'default' / 'tests'))
+from test_site import node, run  # noqa: E402  pylint: disable=wrong-import-position
+INVENTORY = os.environ['MOLECULE_INVENTORY_FILE']
+GROUP_VARS = yaml.safe_load((REPO / 'inventories/lab/group_vars/compute_nodes.yml').read_text())
+VG = GROUP_VARS['shared_lvm_vg']
+ALIAS = GROUP_VARS['shared_lvm_devices'][0]
+COMPUTES = ['compute1', 'compute2']
+BIN = Path(sys.executable).parent
+LABCTL = [sys.executable, str(REPO / 'lab' / 'labctl')]
+# Stand-in for nova-compute on compute2: a unit that records when it started.
+STAND_IN = '''[Unit]
+Description=Stand-in consumer of the shared VG
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'echo consumer-started; sanlock client status | grep "^s lvm_%s:"'
+[Install]
+WantedBy=multi-user.target
+''' % VG
+
+
+def leases(host):
+    """LV UUID -> 'sh' / 'ex' from sanlock's leases on this host."""
+    found = {}
+    for line in run(host, 'sanlock client status').splitlines():
+        match = re.match(r'^r lvm_%s:([^:]+):.*?:(SH|\d+) p' % re.escape(VG), line)
+        if match:
+            found[match.group(1)] = 'sh' if match.group(2) == 'SH' else 'ex'
+    return found
+
+
+def modes(host):
+    """LV name -> exclusive / shared / inactive on this host (the lease says which)."""
+    report = json.loads(run(host, 'LC_ALL=C lvs --reportformat json --binary -o lv_name,lv_uuid,lv_active_locally %s'
+                            % VG))['report'][0]['lv']
+    held = leases(host)
+    return dict((lv['lv_name'], 'inactive' if lv['lv_active_locally'] != '1'
+                 else {'sh': 'shared', 'ex': 'exclusive'}.get(held.get(lv['lv_uuid']), 'unlocked'))
+                for lv in report)
+
+
+def playbook(path, *args):
+    started = time.monotonic()
+    proc = subprocess.run([str(BIN / 'ansible-playbook'), '-i', INVENTORY, str(REPO / path)] + list(args),
+                          capture_output=True, text=True, env=dict(os.environ, ANSIBLE_FORCE_COLOR='0'))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return proc.stdout, time.monotonic() - started
+
+
+def test_vg_lives_on_the_multipath_lun_on_both_computes():
+    for name in COMPUTES:
+        host = node(name)
+        pvs = json.loads(run(host, 'LC_ALL=C pvs --reportformat json -o pv_name,vg_name --select vg_name=%s' % VG))
+        assert [pv['pv_name'] for pv in pvs['report'][0]['pv']] == [ALIAS]
+        assert run(host, 'LC_ALL=C vgs --noheadings -o vg_lock_type %s' % VG).strip() == 'sanlock'
+        # the map has its two paths (one per portal), which LVM does not use
+        paths = run(host, 'multipath -ll %s' % Path(ALIAS).name)
+        assert len(re.findall(r'\d+:\d+:\d+:\d+ sd[a-z]+', paths)) == 2, paths
+        assert run(host, 'sanlock client status').count('s lvm_%s:' % VG) == 1
+
+
+def test_exclusive_lv_is_refused_on_the_other_host():
+    assert modes(node('compute1'))['disk-compute1'] == 'exclusive'
+    result = node('compute2').run('LC_ALL=C lvchange --activate ey %s/disk-compute1' % VG)
+    assert result.rc == 5 and 'locked by other host' in result.stderr, result.stderr
+    # and through the module: the error names the LV
+    proc = subprocess.run([str(BIN / 'ansible'), 'compute2', '-i', INVENTORY, '-m', 'openblock.storage.sanlock_vg',
+                           '-a', json.dumps({'name': VG, 'lvs': [{'name': 'disk-compute1', 'activation': 'exclusive'}]})],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert '%s/disk-compute1 is locked by another host' % VG in proc.stdout, proc.stdout
+
+
+def test_shared_activation_works_on_both():
+    for name in COMPUTES:
+        assert modes(node(name))['images'] == 'shared'
+        assert node(name).file('/dev/%s/images' % VG).exists
+
+
+def test_after_a_reboot_the_vg_is_lock_started_before_the_consumer():
+    host = node('compute2')
+    run(host, "cat > /etc/systemd/system/nova-compute.service <<'EOF'\n%sEOF\nsystemctl daemon-reload && "
+              "systemctl enable nova-compute.service" % STAND_IN)
+    # LVs do not survive a reboot's lock-stop; release them as an operator would.
+    run(host, 'lvchange --activate n %s/images %s/disk-compute2' % (VG, VG))
+    started = time.monotonic()
+    subprocess.run(LABCTL + ['reboot', 'compute2'], check=True)
+    boot = time.monotonic() - started
+    host = node('compute2')
+    lockstart = run(host, 'systemctl show -p ActiveEnterTimestampMonotonic --value lvmlocks.service').strip()
+    consumer = run(host, 'systemctl show -p InactiveExitTimestampMonotonic --value nova-compute.service').strip()
+    assert 0 < int(lockstart) <= int(consumer), (lockstart, consumer)
+    journal = run(host, 'journalctl -b -o short-monotonic --no-pager -u lvmlocks.service -u nova-compute.service')
+    lines = journal.splitlines()
+    finished = next(i for i, line in enumerate(lines) if 'lvmlocks.service' in line and 'Finished' in line)
+    consumer_start = next(i for i, line in enumerate(lines) if 'consumer-started' in line)
+    assert finished < consumer_start, journal
+    assert 's lvm_%s:2:' % VG in run(host, 'sanlock client status')
+    print('compute2 reboot %.0f s; lock-start done at %.1f s after boot, consumer at %.1f s'
+          % (boot, int(lockstart) / 1e6, int(consumer) / 1e6))
+    # bring the LVs back as the inventory wants them
+    playbook('playbooks/shared_lvm.yml', '--limit', 'compute2')
+    assert modes(host)['images'] == 'shared' and modes(host)['disk-compute2'] == 'exclusive'
+
+
+def test_recovery_after_lvmlockd_is_killed():
+    host = node('compute1')
+    before = modes(host)
+    assert before['images'] == 'shared' and before['disk-compute1'] == 'exclusive'
+    run(host, 'pkill -9 -x lvmlockd; sleep 1; ! systemctl is-active --quiet lvmlockd')
+    assert 'ORPHAN' in run(host, 'sanlock client status')
+    out, took = playbook('playbooks/recover_shared_lvm.yml', '--limit', 'compute1')
+    after = modes(host)
+    assert after == before, (before, after)
+    assert 'ORPHAN' not in run(host, 'sanlock client status')
+    print('recovery of compute1: %.0f s' % took)
+    # safe to re-run: a sound host is left alone
+    out, _ = playbook('playbooks/recover_shared_lvm.yml', '--limit', 'compute1')
+    assert re.search(r'compute1\s+: ok=\d+\s+changed=0\s', out), out[-1500:]
+    assert modes(host) == before
