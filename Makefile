@@ -19,12 +19,13 @@ LABCTL  := $(BIN)/python lab/labctl
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages demo test lint sanity unit integration molecule bench build clean lab-down
+.PHONY: help venv host-packages demo test lint sanity unit docs docs-check integration molecule bench build clean lab-down
 
 help:
 	@echo "make demo         boot the lab and converge playbooks/site.yml on it"
-	@echo "make test         everything CI runs: lint, sanity, unit, integration, molecule"
-	@echo "make lint | sanity | unit | integration | molecule | bench | build | clean"
+	@echo "make test         everything CI runs: lint, sanity, unit, docs-check, integration, molecule"
+	@echo "make docs         the HTML docsite in .build/docs/build/html"
+	@echo "make lint | sanity | unit | docs-check | integration | molecule | bench | build | clean"
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,19 @@ sanity: venv host-packages
 
 unit: venv
 	$(BIN)/pytest -q tests/unit $(wildcard tests/lab)
+
+# The HTML docsite (antsibull-docs + Sphinx, warnings are errors): .build/docs/build/html.
+docs: venv
+	scripts/build-docs.sh
+
+# What users get: docs lint, changelog lint, the docsite, the built artifact installed into an
+# empty path with ansible-doc run from there, the ansible-runner example of the docs, and the
+# Vagrantfile of the lab.
+docs-check: venv host-packages docs
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs --skip-rstcheck .
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/pytest -q tests/packaging tests/docs
+	cd lab && vagrant validate
 
 # Module tests on the `single` lab topology, booted once for all of them.
 integration: venv host-packages

@@ -3,7 +3,8 @@
 # otherwise prints the exact command and fails.
 set -euo pipefail
 
-packages=(qemu-system-x86 qemu-utils debootstrap vde2 openssh-client e2fsprogs rsync shellcheck)
+packages=(qemu-system-x86 qemu-utils debootstrap vde2 openssh-client e2fsprogs rsync shellcheck
+          vagrant vagrant-libvirt)  # vagrant: `vagrant validate` of lab/Vagrantfile in make docs-check
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
