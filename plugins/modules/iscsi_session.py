@@ -68,50 +68,6 @@ options:
       - Not set = left as it is (a new record gets the default of C(/etc/iscsi/iscsid.conf)).
     type: str
     choices: [automatic, manual]
-  node_auth:
-    description:
-      - CHAP credentials for the logins (C(node.session.auth.*) of the node records). One-way CHAP
-        with O(node_auth.username) and O(node_auth.password); mutual CHAP adds
-        O(node_auth.username_in) and O(node_auth.password_in).
-      - Not set = the authentication settings of the records are left as they are.
-      - New settings take effect at the next login; an existing session is not restarted.
-    type: dict
-    suboptions:
-      username:
-        description: User name the initiator presents to the target.
-        type: str
-        required: true
-      password:
-        description: Secret the initiator presents to the target.
-        type: str
-        required: true
-      username_in:
-        description: User name the target presents to the initiator (mutual CHAP).
-        type: str
-      password_in:
-        description: Secret the target presents to the initiator (mutual CHAP).
-        type: str
-  discovery_auth:
-    description:
-      - CHAP credentials for SendTargets discovery, kept in the discovery records of the portals
-        (C(iscsiadm -m discoverydb)). Same suboptions as O(node_auth).
-      - Only used with O(state=logged_in).
-    type: dict
-    suboptions:
-      username:
-        description: User name the initiator presents to the target at discovery.
-        type: str
-        required: true
-      password:
-        description: Secret the initiator presents at discovery.
-        type: str
-        required: true
-      username_in:
-        description: User name the target presents to the initiator (mutual CHAP).
-        type: str
-      password_in:
-        description: Secret the target presents to the initiator (mutual CHAP).
-        type: str
   iface:
     description:
       - open-iscsi interface (C(iscsiadm -I)) the sessions and records belong to.
@@ -135,14 +91,13 @@ options:
         lose that path (or the disk altogether).
     type: bool
     default: false
-attributes:
-  check_mode:
-    description: Runs only reads (sessions, node records, non-persistent discovery); reports the commands it would run.
-    support: full
-  diff_mode:
-    description: Before and after of each managed (target, portal) pair, logged in or not, and its node record without secrets.
-    support: full
+extends_documentation_fragment:
+  - openblock.storage.iscsi_chap
+  - openblock.storage.attributes
 notes:
+  - Check mode runs only reads (sessions, node records, non-persistent discovery).
+  - In diff mode, before and after show each managed (target, portal) pair, logged in or not, and its
+    node record without secrets.
   - Needs C(open-iscsi) (C(iscsiadm), C(iscsid)) on the managed host; runs as root.
   - Only the C(sendtargets) discovery type is supported.
   - With O(startup=automatic), the C(open-iscsi) service must be enabled for the logins to come back

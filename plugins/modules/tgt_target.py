@@ -108,7 +108,7 @@ options:
         type: list
         elements: dict
         default: []
-        suboptions:
+        suboptions: &chap_account  # the same account fields in outgoing_user
           user:
             description: CHAP user name, 1 to 64 letters, digits or C(._@-).
             type: str
@@ -121,15 +121,7 @@ options:
         description:
           - The account the target answers mutual CHAP with; its secret must differ from the incoming ones.
         type: dict
-        suboptions:
-          user:
-            description: CHAP user name.
-            type: str
-            required: true
-          password:
-            description: CHAP secret, 12 characters or more. Never logged.
-            type: str
-            required: true
+        suboptions: *chap_account
   persist:
     description:
       - Keep the conf.d file of each listed target equal to its live state. With V(false) the targets are
@@ -149,14 +141,11 @@ options:
         cut (the target is removed with C(tgtadm --force)).
     type: bool
     default: false
-attributes:
-  check_mode:
-    description: Supported; reads the state and reports the plan in RV(commands) and RV(files) without running it.
-    support: full
-  diff_mode:
-    description: Supported; before and after show the LUNs, access lists and account names of each listed target.
-    support: full
+extends_documentation_fragment:
+  - openblock.storage.attributes
 notes:
+  - Check mode also reports the conf.d files it would write or remove, in RV(files).
+  - In diff mode, before and after show the LUNs, access lists and account names of each listed target.
   - Needs tgt (scsi-target-utils) 1.0.x with C(tgtd) running; tested with 1.0.85 on Debian 12.
   - tgt cannot report a CHAP secret, so the module compares secrets with its conf.d files. The first run on
     a target or account it did not create sets the secret again (changed).
