@@ -83,9 +83,11 @@ class Runner(object):
                     detail = detail.replace(secret, MASK)
                 extra = dict(fail_extra or {})
                 advice = explain(action, rc, detail) if explain else None
+                message = 'could not %s: %s exited %d: %s' % (action.why, action.argv[0], rc, detail)
+                if advice:
+                    message += '; ' + advice
                 self.module.fail_json(
-                    msg='could not %s: %s exited %d: %s%s' % (action.why, action.argv[0], rc, detail,
-                                                           '; ' + advice if advice else ''),
+                    msg=message,
                     rc=rc, failed_command=action.shown(), commands=self.commands, **extra)
         return bool(actions)
 

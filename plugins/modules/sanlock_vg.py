@@ -10,7 +10,7 @@ module: sanlock_vg
 short_description: A shared LVM volume group locked with sanlock, and its LVs' activation on this host
 version_added: 0.1.0
 author:
-  - openblock.storage developers
+  - openblock.storage developers (@openblock)
 description:
   - Manages a volume group that several hosts see on one shared LUN, with lvmlockd and sanlock leases
     on that LUN guarding every LV. An LV active exclusively on one host cannot be activated on another.
@@ -295,7 +295,7 @@ def main():
         before = sanlock.view(vg, lvs, lockspace)
         other_hosts = []
         if spec['state'] == 'absent' and vg and lockspace['joined']:
-            rc, out, _ = runner.read(['sanlock', 'client', 'host_status', '-s', lockspace['name']])
+            out = runner.read(['sanlock', 'client', 'host_status', '-s', lockspace['name']])[1]
             other_hosts = [h for h, stamp in sanlock.parse_host_status(out).items() if h != host_id and stamp]
         refusals, pre = [], []
         if spec['state'] == 'present' and not vg:

@@ -52,7 +52,7 @@ def test_lvmconfig_before_and_after_setup():
 
 
 def test_is_active_maps_lines_to_units_in_order():
-    rc, text, _ = rec('is_active_wdmd_down')
+    rc, text = rec('is_active_wdmd_down')[:2]
     assert rc == 0  # systemctl is-active exits 0 when any unit is active: read the lines, not the rc
     assert sanlock.parse_is_active(text) == {'wdmd': 'inactive', 'sanlock': 'active', 'lvmlockd': 'active'}
     assert set(sanlock.parse_is_active(out('is_active_all')).values()) == {'active'}
@@ -100,7 +100,7 @@ def test_vgs_report_of_a_shared_vg_and_of_none():
 
 def test_lv_modes_come_from_the_leases_not_from_lvs():
     # lvs says lv_active_exclusively=1 for the shared lv2 as well: only the lease tells.
-    _, lvs, _ = state()
+    lvs = state()[1]
     assert [(lv['lv_name'], lv['mode']) for lv in lvs] == [('lv1', 'exclusive'), ('lv2', 'shared'),
                                                            ('lv3', 'inactive')]
     assert lvs[0]['lv_size'] == 67108864
@@ -132,10 +132,10 @@ def test_host_id_range(host_id, ok):
 
 
 def test_every_input_error_at_once():
-    _, errors = sanlock.spec_of(dict(name='bad name', state='stopped', pvs=['sdb', '/dev/x', '/dev/x'],
-                                     lock_start_timeout=0, force=False,
-                                     lvs=[{'name': 'lvmlock', 'size': '1G'}, {'name': 'a', 'size': '10%VG'},
-                                          {'name': 'a', 'size': '0'}, {'name': 'snapshot1', 'size': 'x'}]))
+    errors = sanlock.spec_of(dict(name='bad name', state='stopped', pvs=['sdb', '/dev/x', '/dev/x'],
+                                  lock_start_timeout=0, force=False,
+                                  lvs=[{'name': 'lvmlock', 'size': '1G'}, {'name': 'a', 'size': '10%VG'},
+                                       {'name': 'a', 'size': '0'}, {'name': 'snapshot1', 'size': 'x'}]))[1]
     text = '\n'.join(errors)
     for needle in ("name='bad name'", "pvs[0]='sdb'", 'names a device twice', 'lock_start_timeout=0',
                    'lock LV', "lvs[1].size='10%VG'", "lvs[2].name='a' is listed twice", 'is zero',
@@ -176,7 +176,7 @@ def test_converged_state_plans_nothing():
 
 
 def test_lock_start_when_not_joined_is_bounded():
-    vg, lvs, _ = state('sanlock_status_empty')
+    vg, lvs = state('sanlock_status_empty')[:2]
     actions, expected = sanlock.plan(spec(lock_start_timeout=90), vg, lvs, {'joined': False})
     assert argvs(actions) == ['timeout 90 vgchange --lock-start shared']
     assert expected['lock_started'] is True
@@ -196,7 +196,7 @@ def test_mode_changes_go_through_inactive():
 def test_unlocked_lv_is_reactivated_in_its_mode():
     vg = sanlock.parse_vg(out('vgs_shared'))
     lvs = sanlock.parse_lvs(out('lvs_modes'), {})
-    actions, _ = sanlock.plan(spec(lvs=[{'name': 'lv2', 'activation': 'shared'}]), vg, lvs, {'joined': True})
+    actions = sanlock.plan(spec(lvs=[{'name': 'lv2', 'activation': 'shared'}]), vg, lvs, {'joined': True})[0]
     assert argvs(actions) == ['lvchange --activate n shared/lv2', 'lvchange --activate sy shared/lv2']
 
 
@@ -233,7 +233,7 @@ def test_absent_refuses_active_lvs_other_hosts_and_lvs_without_force():
     idle = [dict(lv, mode='inactive') for lv in lvs]
     actions, expected = sanlock.plan(spec(state='absent', force=True), vg, idle, lockspace)
     assert argvs(actions) == ['vgremove --force shared'] and expected == {'exists': False}
-    actions, _ = sanlock.plan(spec(state='absent'), vg, [], {'joined': False})
+    actions = sanlock.plan(spec(state='absent'), vg, [], {'joined': False})[0]
     assert argvs(actions) == ['timeout 300 vgchange --lock-start shared', 'vgremove shared']
     assert sanlock.plan(spec(state='absent'), None, [], {'joined': False})[0] == []
 
