@@ -10,7 +10,7 @@ module: iscsi_session
 short_description: Log an open-iscsi initiator in to (or out of) iSCSI targets through every portal, exactly
 version_added: 0.1.0
 author:
-  - openblock.storage developers
+  - openblock.storage developers (@openblock)
 description:
   - Brings every (target, portal) pair made of O(targets) and O(portals) to O(state) in one task,
     with the open-iscsi initiator (C(iscsiadm)).

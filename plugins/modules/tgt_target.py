@@ -10,7 +10,7 @@ module: tgt_target
 short_description: iSCSI targets of tgt that are live, persistent and locked down
 version_added: 0.1.0
 author:
-  - openblock.storage developers
+  - openblock.storage developers (@openblock)
 description:
   - Converges a list of iSCSI targets of the tgt daemon (C(tgtd)) in one task, LUNs, access lists and
     CHAP accounts included, so hundreds of volumes take one task, not hundreds.
