@@ -28,8 +28,8 @@ REQUIRED = ['MANIFEST.json', 'FILES.json', 'README.md', 'meta/runtime.yml', 'pla
 
 def run(*argv, env=None):
     result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, '%s exited %d:\n%s%s' % (' '.join(argv), result.returncode,
-                                                           result.stdout, result.stderr)
+    assert result.returncode == 0, '%s exited %d:\n%s%s' % (
+        ' '.join(argv), result.returncode, result.stdout, result.stderr)
     return result.stdout
 
 
