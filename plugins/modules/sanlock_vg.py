@@ -95,14 +95,10 @@ options:
         that still holds LVs.
     type: bool
     default: false
-attributes:
-  check_mode:
-    description: Supported; reads state and reports the plan in RV(commands) without running it.
-    support: full
-  diff_mode:
-    description: Supported; before and after show the VG, whether it is lock-started here, and each LV's size and activation.
-    support: full
+extends_documentation_fragment:
+  - openblock.storage.attributes
 notes:
+  - In diff mode, before and after show the VG, whether it is lock-started here, and each LV's size and activation.
   - Runs the LVM commands with C(LC_ALL=C); reads state with the JSON reports of C(vgs) and C(lvs),
     C(lvmconfig), C(systemctl is-active) and C(sanlock client status).
   - Serializes itself with the other modules of the collection through a host-wide lock.
