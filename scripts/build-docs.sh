@@ -10,6 +10,7 @@
 # build never needs the network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"  # antsibull-docs and sphinx-build of the pinned venv
 out=.build/docs
 
 rm -rf "$out" && mkdir -p "$out" && chmod og-w "$out"  # sphinx-init wants it so
