@@ -55,14 +55,19 @@ def test_shared_disk_is_one_disk_on_both_computes(lab):
     compute1, compute2 = lab("compute1"), lab("compute2")
     serials = [h.check_output(f"lsblk -dno SERIAL {SHARED_DISK}").strip() for h in (compute1, compute2)]
     assert serials == ["san-lun", "san-lun"]
-    # Direct I/O both ways so neither VM's page cache answers for the other.
-    pattern = uuid.uuid4().hex
-    compute1.run_test(f"printf '%-512s' {pattern} | dd of={SHARED_DISK} bs=512 seek=2048 count=1 "
-                      "oflag=direct conv=notrunc status=none")
-    read = compute2.check_output(f"dd if={SHARED_DISK} bs=512 skip=2048 count=1 iflag=direct status=none")
-    assert read.strip() == pattern
-    pattern = uuid.uuid4().hex
-    compute2.run_test(f"printf '%-512s' {pattern} | dd of={SHARED_DISK} bs=512 seek=2049 count=1 "
-                      "oflag=direct conv=notrunc status=none")
-    read = compute1.check_output(f"dd if={SHARED_DISK} bs=512 skip=2049 count=1 iflag=direct status=none")
-    assert read.strip() == pattern
+    # The last sector: LVM (4 MiB extents after a 1 MiB header) never uses it, and it is put back
+    # afterwards, so a shared VG that other scenarios keep on this disk is not disturbed.
+    sector = int(compute1.check_output(f"blockdev --getsz {SHARED_DISK}")) - 1
+    io = "bs=512 count=1 status=none"
+    compute1.run_test(f"dd if={SHARED_DISK} of=/root/san-lun-last-sector {io} skip={sector} iflag=direct")
+    try:
+        # Direct I/O both ways so that neither VM's page cache answers for the other.
+        for writer, reader in ((compute1, compute2), (compute2, compute1)):
+            pattern = uuid.uuid4().hex
+            writer.run_test(f"printf '%-512s' {pattern} | dd of={SHARED_DISK} {io} seek={sector} "
+                            "oflag=direct conv=notrunc")
+            read = reader.check_output(f"dd if={SHARED_DISK} {io} skip={sector} iflag=direct")
+            assert read.strip() == pattern
+    finally:
+        compute1.run_test(f"dd if=/root/san-lun-last-sector of={SHARED_DISK} {io} seek={sector} "
+                          "oflag=direct conv=notrunc && rm /root/san-lun-last-sector")
