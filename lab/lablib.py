@@ -178,8 +178,8 @@ def _yaml_scalar(value):
     if isinstance(value, int):
         return str(value)
     text = str(value)
-    if re.fullmatch(r"[A-Za-z0-9_./-]+", text) and not re.fullmatch(r"[0-9.]+|true|false|yes|no|null|~", text,
-                                                                   re.IGNORECASE):
+    looks_like_other_type = re.fullmatch(r"[0-9.]+|true|false|yes|no|null|~", text, re.IGNORECASE)
+    if re.fullmatch(r"[A-Za-z0-9_./-]+", text) and not looks_like_other_type:
         return text
     return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
 
@@ -282,7 +282,7 @@ def tickets_ahead(tickets, mine, alive):
     First come, first served: without it, one-VM requests could starve a three-VM one forever."""
     ahead = []
     for ticket in tickets:
-        stamp, _, pid = ticket.partition("-")
+        stamp, pid = ticket.partition("-")[::2]
         if stamp.isdigit() and pid.isdigit() and ticket < mine and alive(int(pid)):
             ahead.append(ticket)
     return sorted(ahead)
