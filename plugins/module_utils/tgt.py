@@ -24,9 +24,11 @@ CONF_DIR = '/etc/tgt/conf.d'
 CONF_PREFIX = 'openblock-'
 HEADER = '# Managed by openblock.storage (module tgt_target); changes made here are overwritten.\n'
 
-# tgt checks a login against the address ACL and, when it is not empty, the initiator-name
-# ACL. tgt-admin binds ALL when a target's file has no initiator-address line, so a target
-# that must admit nobody carries this entry: tgt never matches an IPv4 mask of /32.
+# tgt admits a login when its source address is in the address ACL OR its initiator name is in
+# the name ACL (seen in the lab: with ALL bound, an initiator whose name was not listed got in).
+# So a target restricted by names must have no matching address entry. tgt-admin binds ALL when
+# a target's file has no initiator-address line, so such a target, and one that must admit
+# nobody, carries this entry instead: tgt never matches an IPv4 mask of /32.
 NO_ACCESS = '0.0.0.0/32'
 ALL = 'ALL'
 
@@ -286,12 +288,10 @@ def validate_targets(targets):
 
 
 def acl_addresses(target):
-    """The address ACL a desired target gets: its addresses, else ALL when initiator names
-    restrict access, else the entry that admits nobody."""
+    """The address ACL a desired target gets: its addresses, else the entry that matches no
+    address, so that only the listed initiator names (if any) are admitted."""
     if target['addresses']:
         return list(target['addresses'])
-    if target['initiators']:
-        return [ALL]
     return [NO_ACCESS]
 
 

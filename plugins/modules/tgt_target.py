@@ -24,10 +24,10 @@ description:
   - Every LUN gets an explicit SCSI ID and serial number derived from the target and LUN names (or
     given), never from the tid that tgt assigns, so a target that is deleted and created again, and gets
     another tid, shows initiators the same WWID and multipath aliases keep working.
-  - A target with no O(targets[].addresses) and no O(targets[].initiators) admits nobody. The module never
-    admits C(ALL) unless it is listed, except that a target that lists only O(targets[].initiators) gets
-    the address entry C(ALL), because tgt checks the address list and the name list together and the
-    name list alone then decides.
+  - tgt admits a login whose source address is in O(targets[].addresses) B(or) whose initiator name is
+    in O(targets[].initiators). A target with neither admits nobody, and one with only initiator names
+    admits exactly those: the module then binds the address entry C(0.0.0.0/32), which tgt never matches,
+    and never C(ALL) unless it is listed.
   - Validates all input before changing anything and fails with every error; refuses without O(force) to
     remove a target, or to remove or change a LUN of a target, that has connected initiators (and names
     them); refuses a backing path that does not exist.
@@ -88,8 +88,8 @@ options:
             type: str
       initiators:
         description:
-          - Initiator names (IQNs) allowed to log in. When O(targets[].addresses) is also given, an
-            initiator must match both lists.
+          - Initiator names (IQNs) allowed to log in. An initiator whose name is listed is admitted from any
+            address; one whose address is in O(targets[].addresses) is admitted whatever its name.
         type: list
         elements: str
         default: []

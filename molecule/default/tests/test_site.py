@@ -58,7 +58,24 @@ def test_target_lun_and_acl(volume):
     assert 'Backing store path: %s\n' % path in lun1
     acl = block.split('ACL information:', 1)[1].split()
     expected = sorted(initiator_name(node(c)) for c in COMPUTES if volume['name'] in ATTACHED[c])
-    assert sorted(acl) == expected
+    # tgt admits a login whose address OR name is listed: the one address entry is 0.0.0.0/32,
+    # which matches no initiator, so exactly the attached hosts' names get in.
+    assert acl[0] == '0.0.0.0/32'
+    assert sorted(acl[1:]) == expected
+
+
+def test_a_compute_not_attached_is_refused_login():
+    target = PREFIX + 'volume-compute1-disk'
+    compute2 = node('compute2')
+    run(compute2, 'iscsiadm -m node -o new -T %s -p 10.50.1.10:3260' % target)
+    try:
+        login = compute2.run('iscsiadm -m node -T %s -p 10.50.1.10:3260 --login' % target)
+        # tgt answers with an authorization failure, which iscsiadm reports as exit 19.
+        assert login.rc == 19, (login.rc, login.stdout, login.stderr)
+        assert 'non-retryable iSCSI login failure' in login.stderr
+    finally:
+        compute2.run('iscsiadm -m node -T %s -p 10.50.1.10:3260 --logout' % target)
+        run(compute2, 'iscsiadm -m node -o delete -T %s -p 10.50.1.10:3260' % target)
 
 
 @pytest.mark.parametrize('compute', COMPUTES)
@@ -75,7 +92,7 @@ def test_each_alias_has_two_active_paths(compute):
     for name in ATTACHED[compute]:
         listing = run(host, 'multipath -ll %s' % name)
         assert listing.startswith(name + ' ('), listing
-        active = re.findall(r'\d+:\d+:\d+:\d+ sd\w+ \S+ +active ready running', listing)
+        active = re.findall(r'\d+:\d+:\d+:\d+ sd\w+ \S+ +active\s+ready\s+running', listing)
         assert len(active) == 2, listing
 
 
@@ -100,7 +117,7 @@ def test_multiattached_volume_is_visible_on_both_computes():
 
 @pytest.mark.parametrize('extra, words', [
     ({'storage_node_volumes': 'not-a-list'}, ['storage_node_volumes']),
-    ({'storage_node_pool_size': ['x']}, ['storage_node_pool_size']),
+    ({'storage_node_force_devices': 'perhaps'}, ['storage_node_force_devices']),
     ({'storage_node_volumes': [{'size': '1G'}]}, ['name']),
     ({'storage_node_volumes': [{'name': 'x', 'size': '1G', 'state': 'gone'}]}, ['state', 'gone']),
 ])

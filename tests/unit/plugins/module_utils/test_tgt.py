@@ -152,7 +152,9 @@ def test_no_acl_means_no_access():
     assert tgt.acl_addresses(target) == [tgt.NO_ACCESS]
     assert 'initiator-address 0.0.0.0/32' in tgt.render_conf(target)
     names_only = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:a', initiators=[ME])])[0][0]
-    assert tgt.acl_addresses(names_only) == ['ALL']
+    # tgt admits on address OR name: ALL here would admit every initiator.
+    assert tgt.acl_addresses(names_only) == [tgt.NO_ACCESS]
+    assert 'initiator-address 0.0.0.0/32' in tgt.render_conf(names_only)
 
 
 def test_render_matches_the_file_the_module_wrote_on_the_lab():
@@ -280,7 +282,9 @@ def test_removed_targets_accounts_are_deleted_when_unused():
     desired = [dict(t, state='absent') for t in smoke_desired()]
     plan = tgt.plan_targets(desired, live, smoke_files())
     argvs = [' '.join(a.argv[3:]) for a in plan.actions]
-    assert argvs == ['--mode target --op delete --tid 1', '--mode target --op delete --tid 2',
+    tids = [live['iqn.2026-11.test.tgt:smoke%d' % n]['tid'] for n in (1, 2)]
+    assert tids == [5, 6]  # as recorded on storage1, beside the site's four targets
+    assert argvs == ['--mode target --op delete --tid 5', '--mode target --op delete --tid 6',
                      '--mode account --op delete --user smokeout', '--mode account --op delete --user smokeuser']
 
 
