@@ -36,6 +36,9 @@ $(STAMP): requirements.txt
 	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	mkdir -p "$$site/ansible_collections/openblock"; \
 	ln -sfn "$(CURDIR)" "$$site/ansible_collections/openblock/storage"
+	# ansible.cfg's collections_path: the working tree and nothing else.
+	mkdir -p $(VENV)/collections/ansible_collections/openblock
+	ln -sfn "$(CURDIR)" $(VENV)/collections/ansible_collections/openblock/storage
 	touch $@
 
 venv: $(STAMP)

@@ -26,8 +26,8 @@ description:
     another tid, shows initiators the same WWID and multipath aliases keep working.
   - tgt admits a login whose source address is in O(targets[].addresses) B(or) whose initiator name is
     in O(targets[].initiators). A target with neither admits nobody, and one with only initiator names
-    admits exactly those: the module then binds the address entry C(0.0.0.0/32), which tgt never matches,
-    and never C(ALL) unless it is listed.
+    admits exactly those, because the module then binds the address entry C(0.0.0.0/32), which tgt never
+    matches, and never C(ALL) unless it is listed.
   - Validates all input before changing anything and fails with every error; refuses without O(force) to
     remove a target, or to remove or change a LUN of a target, that has connected initiators (and names
     them); refuses a backing path that does not exist.

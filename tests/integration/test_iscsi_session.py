@@ -96,7 +96,7 @@ def args(portals, **extra):
 
 
 def live_pairs(lab):
-    rc, out, _ = lab.sh('iscsiadm -m session', check=False)
+    rc, out, err = lab.sh('iscsiadm -m session', check=False)
     if rc != 0:
         return []
     return sorted((s['target'], s['portal']) for s in parse_session_list(out) if s['target'] in SIZES)
@@ -172,7 +172,7 @@ def test_logout_of_a_mounted_disk_is_refused_without_force(lab, portals):
 
 
 def test_logout_of_one_portal_leaves_the_other(lab, portals):
-    _, eth = portals
+    eth = portals[1]
     result = lab.module('iscsi_session', dict(portals=[eth], targets=[DISK1], state='logged_out'))
     assert result['changed'] and not result['failed']
     assert result['commands'] == ['iscsiadm -m node -T %s -p %s -I default --logout' % (DISK1, eth)]

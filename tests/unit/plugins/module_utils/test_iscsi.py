@@ -22,12 +22,12 @@ def rec(name):
 
 
 def nodes_of(name):
-    rc, out, _ = rec(name)
+    rc, out, err = rec(name)
     return [iscsi.node_from_record(r) for r in iscsi.parse_records(out)] if rc == 0 else []
 
 
 def sessions_of(name):
-    rc, out, _ = rec(name)
+    rc, out, err = rec(name)
     return iscsi.parse_session_detail(out) if rc == 0 else []
 
 
@@ -170,13 +170,13 @@ def test_fresh_host_creates_records_and_logs_in_four_pairs():
 
 
 def test_converged_host_plans_nothing():
-    _, steps, errors = plan(nodes='node_show_four', sessions='session_p3_four')
+    pairs, steps, errors = plan(nodes='node_show_four', sessions='session_p3_four')
     assert (steps, errors) == ([], [])
 
 
 def test_disk10_session_does_not_make_disk1_logged_in():
     # recorded: disk10 at 127.0.0.1 and disk1 at 10.0.2.15 logged in; disk1 at 127.0.0.1 not
-    _, steps, errors = plan(nodes='node_show_four', sessions='session_p3_partial')
+    pairs, steps, errors = plan(nodes='node_show_four', sessions='session_p3_partial')
     assert errors == []
     logins = [' '.join(s.login.argv) for s in steps if s.login]
     assert logins == ['iscsiadm -m node -T %s -p %s -I default --login' % (DISK1, LO),
@@ -184,7 +184,7 @@ def test_disk10_session_does_not_make_disk1_logged_in():
 
 
 def test_chap_settings_are_one_update_with_the_secret_masked():
-    _, steps, _ = plan(targets=[DISK1], portals=[LO], node_auth=AUTH, nodes='node_show_four', sessions='session_p3_four')
+    pairs, steps, errors = plan(targets=[DISK1], portals=[LO], node_auth=AUTH, nodes='node_show_four', sessions='session_p3_four')
     assert len(steps) == 1 and steps[0].login is None  # logged in already: settings only
     update = steps[0].actions[0]
     assert update.argv[-12:] == ['-n', 'node.session.auth.authmethod', '-v', 'CHAP',
@@ -198,7 +198,7 @@ def test_chap_settings_are_one_update_with_the_secret_masked():
 
 
 def test_recorded_chap_settings_are_not_rewritten():
-    _, steps, _ = plan(targets=[DISK10], node_auth=AUTH, nodes='node_show_four', sessions='session_p3_four')
+    pairs, steps, errors = plan(targets=[DISK10], node_auth=AUTH, nodes='node_show_four', sessions='session_p3_four')
     assert steps == []
 
 
@@ -209,13 +209,13 @@ def test_mutual_chap_wants_the_in_fields():
 
 
 def test_unknown_target_is_an_error_naming_it():
-    _, _, errors = plan(targets=['iqn.2026-11.test.iscsi:nosuch'], portals=[LO])
+    pairs, steps, errors = plan(targets=['iqn.2026-11.test.iscsi:nosuch'], portals=[LO])
     assert errors == ['targets: iqn.2026-11.test.iscsi:nosuch is not offered at portal 127.0.0.1:3260 '
                       '(discovery found: %s, %s); check the name, the portal and the target ACL' % (DISK1, DISK10)]
 
 
 def test_no_targets_means_what_discovery_found():
-    pairs, _, _ = plan(targets=[], portals=[LO])
+    pairs, steps, errors = plan(targets=[], portals=[LO])
     assert pairs == [(DISK1, LO), (DISK10, LO)]
 
 
@@ -228,13 +228,13 @@ def test_logout_one_portal_leaves_the_other():
 
 def test_logout_of_a_disk_in_use_is_refused_without_force():
     usage = {'sdc': ['/dev/sdc is mounted on /mnt/x']}
-    _, steps, errors = plan(state='logged_out', targets=[DISK1], portals=[ETH], nodes='node_show_four',
-                            sessions='session_p3_four', usage=usage)
+    pairs, steps, errors = plan(state='logged_out', targets=[DISK1], portals=[ETH], nodes='node_show_four',
+                                sessions='session_p3_four', usage=usage)
     assert len(errors) == 1
     assert 'refusing to log out of %s at %s' % (DISK1, ETH) in errors[0]
     assert '/dev/sdc is mounted on /mnt/x' in errors[0] and 'force=true' in errors[0]
-    _, steps, errors = plan(state='logged_out', targets=[DISK1], portals=[ETH], nodes='node_show_four',
-                            sessions='session_p3_four', usage=usage, force=True)
+    pairs, steps, errors = plan(state='logged_out', targets=[DISK1], portals=[ETH], nodes='node_show_four',
+                                sessions='session_p3_four', usage=usage, force=True)
     assert errors == [] and len(argvs(steps)) == 1
 
 
@@ -251,7 +251,7 @@ def test_absent_without_targets_removes_everything_on_the_portal():
 
 
 def test_absent_when_nothing_is_there_plans_nothing():
-    _, steps, errors = plan(state='absent', nodes='node_show_none', sessions='session_p3_none')
+    pairs, steps, errors = plan(state='absent', nodes='node_show_none', sessions='session_p3_none')
     assert (steps, errors) == ([], [])
 
 
