@@ -306,7 +306,9 @@ def qemu_argv(*, vm_name, accel, kernel, initrd, append, overlay, ssh_port, nics
         "-machine", f"q35,accel={accel}",
         "-cpu", "max" if accel == "tcg" else "host",
         "-m", str(VM_MEMORY_MIB), "-smp", str(VM_CPUS),
-        "-display", "none", "-monitor", "none", "-serial", f"file:{console_log}",
+        # append=on: the console log keeps every boot of the VM, across `labctl reboot`.
+        "-display", "none", "-monitor", "none",
+        "-chardev", f"file,id=console,path={console_log},append=on", "-serial", "chardev:console",
         "-daemonize", "-pidfile", pidfile,
         "-kernel", kernel, "-initrd", initrd, "-append", append,
         # The overlay is thrown away at `down`: host-side flushes buy nothing.
