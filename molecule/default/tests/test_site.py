@@ -14,7 +14,9 @@ import testinfra
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
-INVENTORY = os.environ['MOLECULE_INVENTORY_FILE']
+# molecule's inventory directory: labctl writes the lab hosts into lab.yml there, and the
+# inventory's group_vars/host_vars are linked in beside it.
+INVENTORY = os.path.dirname(os.environ['MOLECULE_INVENTORY_FILE'])
 PREFIX = 'iqn.2010-10.org.openstack:'
 VOLUMES = yaml.safe_load((REPO / 'inventories/lab/group_vars/all.yml').read_text())['storage_node_volumes']
 COMPUTES = ['compute1', 'compute2']

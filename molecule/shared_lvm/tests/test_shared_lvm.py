@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[3]
 # node() and run(), the testinfra helpers of the default scenario's verifier
 sys.path.insert(0, str(REPO / 'molecule' / 'default' / 'tests'))
 from test_site import node, run  # noqa: E402  pylint: disable=wrong-import-position
-INVENTORY = os.environ['MOLECULE_INVENTORY_FILE']
+# molecule's inventory directory: labctl writes the lab hosts into lab.yml there, and the
+# inventory's group_vars/host_vars are linked in beside it.
+INVENTORY = os.path.dirname(os.environ['MOLECULE_INVENTORY_FILE'])
 GROUP_VARS = yaml.safe_load((REPO / 'inventories/lab/group_vars/compute_nodes.yml').read_text())
 VG = GROUP_VARS['shared_lvm_vg']
 ALIAS = GROUP_VARS['shared_lvm_devices'][0]
