@@ -101,8 +101,13 @@ demo: venv host-packages
 	$(BIN)/ansible-playbook playbooks/site.yml
 	$(BIN)/ansible-playbook playbooks/summary.yml
 
-bench: venv
+# Ours against the peer on the `bench` lab topology: bench/RESULTS.md and bench/scale.png.
+bench: venv host-packages
 	@if [ ! -f bench/run.py ]; then echo "make bench: no benchmarks exist yet (bench/run.py)."; exit 1; fi
+	$(BIN)/pip install -q -r bench/requirements.txt
+	# The peer (ansible 12.x with community.general) in a venv of its own, never in .venv.
+	test -x .build/bench/peer-venv/bin/pip || $(PYTHON) -m venv .build/bench/peer-venv
+	.build/bench/peer-venv/bin/pip install -q -r bench/requirements-peer.txt
 	$(BIN)/python bench/run.py
 
 build: venv

@@ -1,0 +1,566 @@
+"""Benchmark openblock.storage against the peer (community.general + command tgtadm + a template).
+
+Started by `make bench`. Boots lab/topologies/bench.toml (storage1 + compute1) in LAB_DIR
+(.build/lab-bench), times playbooks with ansible-runner events and writes bench/results.json,
+bench/RESULTS.md and bench/scale.png. Phases, in order:
+
+1. ours on freshly booted VMs: the site converge, its no-op re-runs, then the scale figure
+   (N thin volumes + N targets, converge and no-op) and the bare read commands at each N;
+2. the lab booted afresh, the same for the peer; peer sizes above --peer-max-n are estimated
+   from the per-object cost measured at the largest N that ran.
+
+`--report` only rewrites RESULTS.md and the plot from bench/results.json.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.path.join(ROOT, '.build', 'bench')
+LAB_DIR = os.environ.get('LAB_DIR', os.path.join(ROOT, '.build', 'lab-bench'))
+VENV_BIN = os.path.join(ROOT, '.venv', 'bin')
+PEER_VENV = os.path.join(BUILD, 'peer-venv')
+RESULTS_JSON = os.path.join(HERE, 'results.json')
+RESULTS_MD = os.path.join(HERE, 'RESULTS.md')
+PLOT = os.path.join(HERE, 'scale.png')
+INVENTORY = os.path.join(BUILD, 'inventory')
+USED = os.path.join(BUILD, 'lab-used')  # boot ids of VMs a bench playbook has run on
+
+# The bare reads our two scale modules do on a no-op run (lvm_thinvol: one vgs and one lvs JSON
+# report; tgt_target: one tgtadm show of targets and, with CHAP in use only, one of accounts).
+BARE_READS = (
+    'LC_ALL=C vgs --reportformat json --units b --nosuffix -o vg_name,vg_size,vg_free,vg_extent_size cinder-volumes'
+    ' >/dev/null; '
+    'LC_ALL=C lvs --reportformat json --units b --nosuffix -a '
+    '-o lv_name,lv_size,lv_attr,pool_lv,origin,data_percent,metadata_percent,chunk_size cinder-volumes >/dev/null; '
+    'tgtadm --lld iscsi --mode target --op show >/dev/null'
+)
+
+
+def log(msg):
+    print('[bench %s] %s' % (time.strftime('%H:%M:%S'), msg), flush=True)
+
+
+def labctl(*args, check=True, capture=False):
+    env = dict(os.environ, LAB_DIR=LAB_DIR, LAB_SLOT_WAIT=os.environ.get('LAB_SLOT_WAIT', '5400'))
+    cmd = [os.path.join(VENV_BIN, 'python'), os.path.join(ROOT, 'lab', 'labctl')] + list(args)
+    if capture:
+        proc = subprocess.run(cmd, env=env, check=check, stdout=subprocess.PIPE, text=True)
+        return proc.stdout
+    return subprocess.run(cmd, env=env, check=check)
+
+
+def ssh(node, command):
+    """Run a shell command in a VM; its stdout."""
+    return labctl('ssh', node, 'bash -c ' + shlex.quote(command), capture=True)
+
+
+# ------------------------------------------------------------------------------------------
+# The lab
+
+def boot_id(node):
+    return ssh(node, 'cat /proc/sys/kernel/random/boot_id').strip()
+
+
+def lab_fresh():
+    """Boot the bench topology afresh: bare VMs (overlays on the cached base image).
+
+    A running instance that no bench playbook has touched since it booted counts as bare (so an
+    `up` that waited for VM slots is not thrown away)."""
+    status = labctl('status', capture=True, check=False).split('machine-wide')[0]
+    if 'topology bench' in status and 'not complete' not in status and status.count('SSH ok') == 2:
+        write_inventory()
+        used = open(USED).read().strip() if os.path.exists(USED) else ''
+        if boot_id('storage1') not in used and boot_id('compute1') not in used:
+            log('reusing the running lab: booted and untouched since')
+            return
+    labctl('down', check=False)
+    started = time.monotonic()
+    labctl('up', 'bench')
+    log('lab up in %.0f s' % (time.monotonic() - started))
+    write_inventory()
+
+
+def lab_reuse():
+    labctl('up', 'bench')  # returns at once on a running instance
+    write_inventory()
+
+
+def write_inventory():
+    """labctl's hosts plus bench/inventory's group_vars and host_vars, in one inventory dir."""
+    os.makedirs(INVENTORY, exist_ok=True)
+    labctl('inventory', '--output', os.path.join(INVENTORY, 'hosts.yml'))
+    for sub in ('group_vars', 'host_vars'):
+        link = os.path.join(INVENTORY, sub)
+        if not os.path.islink(link):
+            os.symlink(os.path.join(HERE, 'inventory', sub), link)
+
+
+def forks(node):
+    """Processes created in the VM since boot (the `processes` line of /proc/stat)."""
+    return int(re.search(r'^processes (\d+)', ssh(node, 'cat /proc/stat'), re.M).group(1))
+
+
+# ------------------------------------------------------------------------------------------
+# Timing a playbook with ansible-runner events
+
+def run_playbook(who, playbook, label, extravars=None):
+    """Run one playbook; per-play and per-task durations from the runner's events."""
+    import ansible_runner  # pylint: disable=import-outside-toplevel
+
+    binary = os.path.join(VENV_BIN if who == 'ours' else os.path.join(PEER_VENV, 'bin'), 'ansible-playbook')
+    pdd = os.path.join(BUILD, 'runner', label)
+    os.makedirs(pdd, exist_ok=True)
+    env = {
+        'ANSIBLE_CONFIG': os.path.join(ROOT, 'ansible.cfg'),
+        'ANSIBLE_FORKS': '10',
+        'PATH': os.path.dirname(binary) + os.pathsep + os.environ['PATH'],
+    }
+    with open(USED, 'a') as handle:
+        handle.write('%s %s\n' % (boot_id('storage1'), boot_id('compute1')))
+    before = {node: forks(node) for node in ('storage1', 'compute1')}
+    started = time.monotonic()
+    runner = ansible_runner.run(
+        private_data_dir=pdd, playbook=os.path.join(HERE, playbook), inventory=INVENTORY,
+        extravars=extravars or {}, envvars=env, binary=binary, quiet=True, rotate_artifacts=3)
+    wall = time.monotonic() - started
+    after = {node: forks(node) for node in ('storage1', 'compute1')}
+    if runner.rc != 0:
+        tail = ''.join(e.get('stdout', '') + '\n' for e in list(runner.events)[-15:])
+        raise SystemExit('%s failed (rc %s):\n%s' % (label, runner.rc, tail))
+    result = summarize(list(runner.events))
+    result.update(wall=wall, label=label, forks={n: after[n] - before[n] for n in after})
+    return result
+
+
+def _ts(event):
+    return datetime.datetime.fromisoformat(event['created']).timestamp()
+
+
+def summarize(events):
+    """Play and task durations (from start events to the next start), module runs, changes, commands."""
+    marks = [e for e in events if e['event'] in ('playbook_on_play_start', 'playbook_on_task_start',
+                                                  'playbook_on_stats', 'playbook_on_handler_task_start')]
+    plays, tasks = [], []
+    for index, mark in enumerate(marks[:-1]):
+        duration = _ts(marks[index + 1]) - _ts(mark)
+        data = mark['event_data']
+        if mark['event'] == 'playbook_on_play_start':
+            end = next((m for m in marks[index + 1:] if m['event'] in ('playbook_on_play_start', 'playbook_on_stats')))
+            plays.append({'name': data.get('play', data.get('name')), 'duration': _ts(end) - _ts(mark)})
+        else:
+            tasks.append({'name': data.get('task'), 'uuid': data.get('task_uuid'), 'duration': duration,
+                          'runs': 0, 'changed': 0, 'commands': 0, 'action': data.get('task_action')})
+    by_uuid = dict((t['uuid'], t) for t in tasks)
+    item_tasks = set(e['event_data'].get('task_uuid') for e in events if e['event'].startswith('runner_item_on_'))
+    for event in events:
+        name = event['event']
+        data = event.get('event_data', {})
+        task = by_uuid.get(data.get('task_uuid'))
+        if task is None:
+            continue
+        looped = data.get('task_uuid') in item_tasks
+        if name in ('runner_item_on_ok', 'runner_item_on_failed') or (
+                not looped and name in ('runner_on_ok', 'runner_on_failed')):
+            res = data.get('res') or {}
+            task['runs'] += 1
+            task['changed'] += 1 if res.get('changed') else 0
+            task['commands'] += len(res.get('commands') or [])
+    first = next(e for e in events if e['event'] == 'playbook_on_start')
+    last = next(e for e in reversed(events) if e['event'] == 'playbook_on_stats')
+    return {'playbook': _ts(last) - _ts(first), 'plays': plays, 'tasks': tasks,
+            'runs': sum(t['runs'] for t in tasks), 'changed': sum(t['changed'] for t in tasks),
+            'commands': sum(t['commands'] for t in tasks)}
+
+
+# ------------------------------------------------------------------------------------------
+# Phases
+
+def save(data):
+    with open(RESULTS_JSON, 'w') as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+
+
+def show(what, res):
+    log('%-34s %7.1f s (playbook %.1f s), %d module runs, %d changed, forks %s'
+        % (what, res['wall'], res['playbook'], res['runs'], res['changed'], res['forks']))
+
+
+def scale_tasks(res):
+    """Seconds of the tasks that manage the N objects (all but the bookkeeping)."""
+    return sum(t['duration'] for t in res['tasks'])
+
+
+def clean_scale():
+    """Remove the scale objects, untimed: every scale-* target, its conf file, every scale-* LV."""
+    ssh('storage1', r"""
+        set -e
+        for tid in $(tgtadm --lld iscsi --mode target --op show | sed -n 's/^Target \([0-9]*\): .*:scale-[0-9]*$/\1/p'); do
+            tgtadm --lld iscsi --mode target --op delete --force --tid "$tid"
+        done
+        rm -f /etc/tgt/conf.d/openblock-iqn.2010-10.org.openstack:scale-*.conf /etc/tgt/conf.d/peer-scale.conf
+        lvremove -y --select 'lv_name=~^scale-' cinder-volumes >/dev/null 2>&1 || true
+    """)
+
+
+def bare_reads(reps):
+    """Seconds of the bare read commands in storage1 (median of reps), measured inside the VM."""
+    times = []
+    for _ in range(reps):
+        out = ssh('storage1', 'a=$(date +%s.%N); ' + BARE_READS + '; b=$(date +%s.%N); echo "$a $b"')
+        start, end = out.split()
+        times.append(float(end) - float(start))
+    return statistics.median(times), times
+
+
+def phase_site(who, data, reps, playbook):
+    entry = data.setdefault('site', {}).setdefault(who, {})
+    res = run_playbook(who, playbook, '%s-site-converge' % who)
+    show('%s site converge (bare VMs)' % who, res)
+    entry['converge'] = [res]
+    entry['noop'] = []
+    save(data)
+    for rep in range(reps):
+        res = run_playbook(who, playbook, '%s-site-noop-%d' % (who, rep))
+        show('%s site no-op #%d' % (who, rep + 1), res)
+        if res['changed']:
+            log('WARNING: the no-op re-run changed %d objects' % res['changed'])
+        entry['noop'].append(res)
+        save(data)
+
+
+def phase_scale(who, data, sizes, reps_for, playbook, read_reps=0):
+    entry = data.setdefault('scale', {}).setdefault(who, {})
+    for n in sizes:
+        conv_reps, noop_reps = reps_for(n)
+        point = entry[str(n)] = {'converge': [], 'noop': []}
+        for rep in range(conv_reps):
+            clean_scale()
+            res = run_playbook(who, playbook, '%s-scale-%d-converge-%d' % (who, n, rep), {'bench_n': n})
+            show('%s N=%d converge #%d' % (who, n, rep + 1), res)
+            point['converge'].append(res)
+            save(data)
+        for rep in range(noop_reps):
+            res = run_playbook(who, playbook, '%s-scale-%d-noop-%d' % (who, n, rep), {'bench_n': n})
+            show('%s N=%d no-op #%d' % (who, n, rep + 1), res)
+            point['noop'].append(res)
+            save(data)
+        if read_reps:
+            median, times = bare_reads(read_reps)
+            point['bare_reads'] = {'median': median, 'times': times}
+            log('bare reads (vgs + lvs JSON, tgtadm show) at N=%d: %.2f s' % (n, median))
+            save(data)
+    clean_scale()
+
+
+def versions():
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return '?'
+    peer_pip = out([os.path.join(PEER_VENV, 'bin', 'pip'), 'list', '--format', 'json'])
+    peer = dict((p['name'], p['version']) for p in json.loads(peer_pip)) if peer_pip != '?' else {}
+    cg = out([os.path.join(PEER_VENV, 'bin', 'ansible-galaxy'), 'collection', 'list', 'community.general',
+              '--format', 'json'])
+    cg_version = '?'
+    if cg != '?':
+        for path in json.loads(cg).values():
+            cg_version = path.get('community.general', {}).get('version', cg_version)
+    galaxy = open(os.path.join(ROOT, 'galaxy.yml')).read()
+    cpu = re.search(r'^model name\s*:\s*(.*)$', open('/proc/cpuinfo').read(), re.M)
+    return {
+        'date': datetime.date.today().isoformat(),
+        'host': '%s, %d CPUs, %s' % (cpu.group(1) if cpu else platform.processor(), os.cpu_count(),
+                                    platform.platform()),
+        'vms': 'qemu TCG (no KVM), 1 vCPU, Debian 12 (lab/topologies/bench.toml)',
+        'qemu': out(['qemu-system-x86_64', '--version']).splitlines()[0],
+        'ours': 'openblock.storage %s (git %s), ansible-core %s' % (
+            re.search(r'^version:\s*(\S+)', galaxy, re.M).group(1),
+            out(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD']),
+            out([os.path.join(VENV_BIN, 'python'), '-c', 'import ansible; print(ansible.__version__)'])),
+        'peer': 'ansible %s (community.general %s), ansible-core %s' % (
+            peer.get('ansible', '?'), cg_version, peer.get('ansible-core', '?')),
+        'vm_tools': ssh('storage1', "lvm version | sed -n 's/^ *LVM version: *//p'; "
+                        "dpkg-query -W -f '${Package} ${Version}\\n' tgt open-iscsi multipath-tools").strip()
+        .replace('\n', ', '),
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# The report
+
+def med(runs, key='wall'):
+    return statistics.median(r[key] for r in runs) if runs else None
+
+
+def per_object_fit(points):
+    """Least-squares line t = a + b*N through the measured (N, t) points."""
+    xs, ys = zip(*points)
+    if len(xs) == 1:
+        return 0.0, ys[0] / xs[0]
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - b * mx, b
+
+
+def scale_table(data):
+    """{kind: {N: (ours, peer, peer_estimated)}} of medians of the scale tasks' seconds."""
+    table = {}
+    sizes = sorted(set(int(n) for who in data['scale'].values() for n in who) | set(data['meta']['sizes']))
+    for kind in ('converge', 'noop'):
+        measured = {}
+        for who in ('ours', 'peer'):
+            measured[who] = dict((int(n), med(p[kind], 'tasks_sum')) for n, p in data['scale'].get(who, {}).items()
+                                 if p[kind])
+        fit = per_object_fit(sorted(measured['peer'].items())) if measured['peer'] else None
+        rows = {}
+        for n in sizes:
+            peer, estimated = measured['peer'].get(n), False
+            if peer is None and fit:
+                peer, estimated = fit[0] + fit[1] * n, True
+            rows[n] = (measured['ours'].get(n), peer, estimated)
+        table[kind] = rows
+    return table
+
+
+def fmt(value, digits=1):
+    return '–' if value is None else ('%.*f' % (digits, value))
+
+
+def ratio(ours, peer):
+    return '–' if not ours or not peer else '%.1fx' % (peer / ours)
+
+
+def write_report(data):
+    for who in data.get('scale', {}).values():
+        for point in who.values():
+            for res in point['converge'] + point['noop']:
+                res['tasks_sum'] = scale_tasks(res)
+    meta = data['meta']
+    site = data.get('site', {})
+    table = scale_table(data)
+    lines = [
+        '# Benchmarks: openblock.storage against the peer',
+        '',
+        'Generated by `make bench` (`bench/run.py`); raw figures in `bench/results.json`, plot in '
+        '`bench/scale.png`. The peer is the same work written the way users do it today: community.general '
+        '`lvg`, `lvol` and `open_iscsi`, `ansible.builtin.command` around `tgtadm`, a template for '
+        'multipath.conf, one task per object in loops (`bench/peer/`). Both run in the same bench run on '
+        'the same lab topology (storage1 + compute1), each phase on freshly booted VMs.',
+        '',
+        '| | |', '|---|---|',
+        '| Date | %s |' % meta['date'],
+        '| Machine | %s |' % meta['host'],
+        '| VMs | %s; %s |' % (meta['vms'], meta.get('qemu', '')),
+        '| VM tools | %s |' % meta['vm_tools'],
+        '| Ours | %s |' % meta['ours'],
+        '| Peer | %s |' % meta['peer'],
+        '| Repetitions | site no-op %d each; converge from bare VMs %d each; scale: see the table |'
+        % (meta['site_reps'], 1),
+        '| Total bench wall time | %s |' % (('%.0f min' % (meta['wall'] / 60)) if meta.get('wall') else '–'),
+        '',
+        '## 1-2. The site: storage1 + compute1, VG, thin pool, 20 volumes, 20 targets, 40 logins, multipath',
+        '',
+        'Seconds of the whole `ansible-playbook` run (process start to exit), median of the runs; '
+        '"ratio" is peer / ours. Module runs are the module executions on the hosts (loop items '
+        'count one each, skipped ones not); processes are those created in the two VMs during the '
+        'run (`/proc/stat`), ssh sessions and module interpreters included.',
+        '',
+        '| Run | Ours (s) | Peer (s) | Ratio | Ours: module runs / processes | Peer: module runs / processes |',
+        '|---|---:|---:|---:|---:|---:|',
+    ]
+    for kind, title in (('converge', 'Converge from bare VMs'), ('noop', 'No-op re-run')):
+        o, p = site.get('ours', {}).get(kind, []), site.get('peer', {}).get(kind, [])
+        lines.append('| %s (n=%d/%d) | %s | %s | %s | %s | %s |' % (
+            title, len(o), len(p), fmt(med(o)), fmt(med(p)), ratio(med(o), med(p)),
+            counts(o), counts(p)))
+    lines += ['', 'Slowest tasks of the no-op re-run (median seconds, all hosts):', '']
+    for who in ('ours', 'peer'):
+        runs = site.get(who, {}).get('noop', [])
+        if runs:
+            lines.append('- %s: %s' % (who, ', '.join('%s %.1f' % (n, s) for n, s in slowest(runs))))
+    lines += [
+        '',
+        '## 3. Scale: N thin volumes and N targets on storage1',
+        '',
+        'Ours: one `lvm_thinvol` task and one `tgt_target` task. Peer: `lvol` in a loop, one '
+        '`tgtadm --op show` then three `tgtadm` commands per missing target in loops, and a template '
+        'that persists the targets. Seconds of those tasks (median); per object = seconds / N.',
+        '',
+        '| N | Run | Ours (s) | Peer (s) | Ratio | Ours per object (ms) | Peer per object (ms) | Reps ours/peer |',
+        '|---:|---|---:|---:|---:|---:|---:|---|',
+    ]
+    for n in sorted(table['converge']):
+        for kind in ('converge', 'noop'):
+            ours, peer, est = table[kind][n]
+            reps = '%d/%s' % (len(data['scale'].get('ours', {}).get(str(n), {}).get(kind, [])),
+                              'est.' if est else len(data['scale'].get('peer', {}).get(str(n), {}).get(kind, [])))
+            lines.append('| %d | %s | %s | %s%s | %s | %s | %s%s | %s |' % (
+                n, 'converge' if kind == 'converge' else 'no-op', fmt(ours), fmt(peer), ' (estimated)' if est else '',
+                ratio(ours, peer), fmt(ours and ours / n * 1000, 0), fmt(peer and peer / n * 1000, 0),
+                ' (est.)' if est else '', reps))
+    est_n = [n for n in table['noop'] if table['noop'][n][2]]
+    if est_n:
+        fit_conv = per_object_fit(sorted((int(n), med(p['converge'], 'tasks_sum'))
+                                         for n, p in data['scale']['peer'].items() if p['converge']))
+        fit_noop = per_object_fit(sorted((int(n), med(p['noop'], 'tasks_sum'))
+                                         for n, p in data['scale']['peer'].items() if p['noop']))
+        lines += ['', 'Estimated (not run): the peer at N = %s, from a straight line through its measured '
+                  'points (converge %.1f s + %.2f s per object; no-op %.1f s + %.2f s per object).'
+                  % (', '.join(map(str, est_n)), fit_conv[0], fit_conv[1], fit_noop[0], fit_noop[1])]
+    lines += ['', '### Our no-op against the bare reads it needs', '',
+              'The bare reads are the commands our two modules run on a no-op (`vgs` and `lvs` JSON '
+              'reports, one `tgtadm --op show`), timed inside storage1 with the N objects present '
+              '(median). Our figure is the two tasks as Ansible sees them: ssh, module transfer and '
+              'Python start-up included.', '',
+              '| N | Our no-op (s) | Bare reads (s) | Ours / bare | Commands our no-op ran (tool commands: reads + `commands` returned) |',
+              '|---:|---:|---:|---:|---:|']
+    for n, point in sorted((int(n), p) for n, p in data['scale'].get('ours', {}).items()):
+        bare = point.get('bare_reads', {}).get('median')
+        ours = med(point['noop'], 'tasks_sum')
+        cmds = point['noop'][0]['commands'] if point['noop'] else 0
+        lines.append('| %d | %s | %s | %s | %s |' % (n, fmt(ours, 2), fmt(bare, 2),
+                                                      fmt(ours / bare if ours and bare else None, 2) + 'x',
+                                                      '3 + %d' % cmds))
+    lines += ['', '### Commands of the no-op runs', '']
+    for who in ('ours', 'peer'):
+        for n, point in sorted((int(n), p) for n, p in data['scale'].get(who, {}).items()):
+            if point['noop']:
+                r = point['noop'][0]
+                lines.append('- %s, N=%d: %d module runs, %s processes created on storage1' % (
+                    who, n, r['runs'], r['forks']['storage1']))
+    lines += ['', '## Targets of issue #10', '']
+    lines += targets(site, table, data)
+    lines += ['', '![time against N](scale.png)', '']
+    with open(RESULTS_MD, 'w') as handle:
+        handle.write('\n'.join(lines))
+    plot(table)
+
+
+def counts(runs):
+    if not runs:
+        return '–'
+    r = runs[0]
+    return '%d / %d' % (r['runs'], sum(r['forks'].values()))
+
+
+def slowest(runs, top=4):
+    names = {}
+    for res in runs:
+        for task in res['tasks']:
+            names.setdefault(task['name'], []).append(task['duration'])
+    return sorted(((n, statistics.median(v)) for n, v in names.items()), key=lambda x: -x[1])[:top]
+
+
+def targets(site, table, data):
+    out = []
+    o, p = med(site.get('ours', {}).get('noop', [])), med(site.get('peer', {}).get('noop', []))
+    if o and p:
+        out.append('- Site no-op at most half the peer\'s: ours %.1f s, peer %.1f s, ours/peer = %.2f: %s.'
+                   % (o, p, o / p, 'met' if o <= p / 2 else 'NOT met'))
+    big = max(table['noop']) if table['noop'] else None
+    if big:
+        ours, peer, est = table['noop'][big]
+        if ours and peer:
+            out.append('- N = %d no-op at least 100x faster than the peer%s: %.1fx: %s.' % (
+                big, ' (peer estimated)' if est else '', peer / ours, 'met' if peer / ours >= 100 else 'NOT met'))
+        bare = data['scale'].get('ours', {}).get(str(big), {}).get('bare_reads', {}).get('median')
+        if ours and bare:
+            out.append('- N = %d no-op within 2x of the bare reads: %.2f s against %.2f s = %.2fx: %s.' % (
+                big, ours, bare, ours / bare, 'met' if ours <= 2 * bare else 'NOT met'))
+    return out
+
+
+def plot(table):
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for axis, kind, title in ((axes[0], 'converge', 'Converge'), (axes[1], 'noop', 'No-op re-run')):
+        rows = table[kind]
+        for who, index, style in (('ours', 0, 'o-'), ('peer', 1, 's-')):
+            points = [(n, r[index]) for n, r in sorted(rows.items()) if r[index] is not None]
+            measured = [(n, v) for n, v in points if who == 'ours' or not rows[n][2]]
+            if measured:
+                axis.plot(*zip(*measured), style, label='openblock.storage' if who == 'ours' else 'peer (loops)')
+            if who == 'peer':
+                est = [(n, v) for n, v in points if rows[n][2]]
+                if est and measured:
+                    axis.plot([measured[-1][0]] + [n for n, _ in est], [measured[-1][1]] + [v for _, v in est],
+                              's--', color=axis.lines[-1].get_color(), alpha=0.6, label='peer, estimated')
+        axis.set_xscale('log')
+        axis.set_yscale('log')
+        axis.set_xlabel('N (thin volumes + targets)')
+        axis.set_ylabel('seconds')
+        axis.set_title('%s of N volumes and N targets' % title)
+        axis.grid(True, which='both', alpha=0.3)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+
+
+# ------------------------------------------------------------------------------------------
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--sizes', default='10,100,500', help='N of the scale figure')
+    parser.add_argument('--reps', type=int, default=3, help='repetitions of no-op runs and small converges')
+    parser.add_argument('--big-n', type=int, default=100,
+                        help='from this N on, our converge runs once (each thin volume is one lvcreate)')
+    parser.add_argument('--peer-max-n', type=int, default=100,
+                        help='larger peer sizes are estimated; at this N the peer runs once')
+    parser.add_argument('--report', action='store_true', help='only rewrite RESULTS.md and the plot')
+    parser.add_argument('--keep', action='store_true', help='leave the lab running at the end')
+    parser.add_argument('--only', choices=('ours', 'peer'), help='run one side only (for testing)')
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(',')]
+
+    if args.report:
+        with open(RESULTS_JSON) as handle:
+            write_report(json.load(handle))
+        return 0
+    if not os.path.exists(os.path.join(PEER_VENV, 'bin', 'ansible-playbook')):
+        raise SystemExit('the peer venv %s is missing: run `make bench`' % PEER_VENV)
+
+    started = time.monotonic()
+    data = {'meta': {'sizes': sizes, 'site_reps': args.reps}}
+    try:
+        if args.only != 'peer':
+            log('ours: booting bare VMs')
+            lab_fresh()
+            data['meta'].update(versions())
+            phase_site('ours', data, args.reps, 'ours/site.yml')
+            phase_scale('ours', data, sizes,
+                        lambda n: (1 if n >= args.big_n else args.reps, args.reps), 'ours/scale.yml',
+                        read_reps=args.reps)
+        if args.only != 'ours':
+            log('peer: booting bare VMs')
+            lab_fresh()
+            data['meta'].update(versions())
+            phase_site('peer', data, args.reps, 'peer/site.yml')
+            phase_scale('peer', data, [n for n in sizes if n <= args.peer_max_n],
+                        lambda n: (1, 1) if n >= args.peer_max_n else (args.reps, args.reps), 'peer/scale.yml')
+    finally:
+        data['meta']['wall'] = time.monotonic() - started
+        save(data)
+        if not args.keep:
+            labctl('down', check=False)
+    write_report(data)
+    log('done in %.0f min: %s, %s' % (data['meta']['wall'] / 60, RESULTS_MD, PLOT))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
