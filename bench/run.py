@@ -149,8 +149,9 @@ def _ts(event):
 
 def summarize(events):
     """Play and task durations (from start events to the next start), module runs, changes, commands."""
-    marks = [e for e in events if e['event'] in ('playbook_on_play_start', 'playbook_on_task_start',
-                                                  'playbook_on_stats', 'playbook_on_handler_task_start')]
+    kinds = ('playbook_on_play_start', 'playbook_on_task_start', 'playbook_on_stats',
+             'playbook_on_handler_task_start')
+    marks = [e for e in events if e['event'] in kinds]
     plays, tasks = [], []
     for index, mark in enumerate(marks[:-1]):
         duration = _ts(marks[index + 1]) - _ts(mark)
@@ -216,7 +217,7 @@ def clean_scale():
 def bare_reads(reps):
     """Seconds of the bare read commands in storage1 (median of reps), measured inside the VM."""
     times = []
-    for _ in range(reps):
+    for dummy in range(reps):
         out = ssh('storage1', 'a=$(date +%s.%N); ' + BARE_READS + '; b=$(date +%s.%N); echo "$a $b"')
         start, end = out.split()
         times.append(float(end) - float(start))
@@ -281,8 +282,7 @@ def versions():
     cpu = re.search(r'^model name\s*:\s*(.*)$', open('/proc/cpuinfo').read(), re.M)
     return {
         'date': datetime.date.today().isoformat(),
-        'host': '%s, %d CPUs, %s' % (cpu.group(1) if cpu else platform.processor(), os.cpu_count(),
-                                    platform.platform()),
+        'host': '%s, %d CPUs, %s' % (cpu.group(1) if cpu else platform.processor(), os.cpu_count(), platform.platform()),
         'vms': 'qemu TCG (no KVM), 1 vCPU, Debian 12 (lab/topologies/bench.toml)',
         'qemu': out(['qemu-system-x86_64', '--version']).splitlines()[0],
         'ours': 'openblock.storage %s (git %s), ansible-core %s' % (
@@ -430,9 +430,8 @@ def write_report(data):
         bare = point.get('bare_reads', {}).get('median')
         ours = med(point['noop'], 'tasks_sum')
         cmds = point['noop'][0]['commands'] if point['noop'] else 0
-        lines.append('| %d | %s | %s | %s | %s |' % (n, fmt(ours, 2), fmt(bare, 2),
-                                                      fmt(ours / bare if ours and bare else None, 2) + 'x',
-                                                      '3 + %d' % cmds))
+        share = fmt(ours / bare if ours and bare else None, 2) + 'x'
+        lines.append('| %d | %s | %s | %s | 3 + %d |' % (n, fmt(ours, 2), fmt(bare, 2), share, cmds))
     lines += ['', '### Commands of the no-op runs', '']
     for who in ('ours', 'peer'):
         for n, point in sorted((int(n), p) for n, p in data['scale'].get(who, {}).items()):
@@ -440,6 +439,15 @@ def write_report(data):
                 r = point['noop'][0]
                 lines.append('- %s, N=%d: %d module runs, %s processes created on storage1' % (
                     who, n, r['runs'], r['forks']['storage1']))
+    lines += ['', 'Tool commands the peer\'s no-op ran, counted from its module runs and the module code: '
+              '3 per `lvol` run (`lvm version`, `vgs`, `lvs`), 1 per `command` run:', '']
+    for n, point in sorted((int(n), p) for n, p in data['scale'].get('peer', {}).items()):
+        if point['noop']:
+            r = point['noop'][0]
+            lvol = sum(t['runs'] for t in r['tasks'] if (t.get('action') or '').endswith('lvol'))
+            cmd = sum(t['runs'] for t in r['tasks'] if (t.get('action') or '').endswith('command'))
+            lines.append('- peer, N=%d: %d `lvol` runs and %d `command` runs = %d tool commands' % (
+                n, lvol, cmd, 3 * lvol + cmd))
     lines += ['', '## Targets of issue #10', '']
     lines += targets(site, table, data)
     lines += ['', '![time against N](scale.png)', '']
@@ -487,7 +495,7 @@ def plot(table):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for axis, kind, title in ((axes[0], 'converge', 'Converge'), (axes[1], 'noop', 'No-op re-run')):
         rows = table[kind]
         for who, index, style in (('ours', 0, 'o-'), ('peer', 1, 's-')):
@@ -498,7 +506,7 @@ def plot(table):
             if who == 'peer':
                 est = [(n, v) for n, v in points if rows[n][2]]
                 if est and measured:
-                    axis.plot([measured[-1][0]] + [n for n, _ in est], [measured[-1][1]] + [v for _, v in est],
+                    axis.plot([measured[-1][0]] + [p[0] for p in est], [measured[-1][1]] + [p[1] for p in est],
                               's--', color=axis.lines[-1].get_color(), alpha=0.6, label='peer, estimated')
         axis.set_xscale('log')
         axis.set_yscale('log')
@@ -507,6 +515,21 @@ def plot(table):
         axis.set_title('%s of N volumes and N targets' % title)
         axis.grid(True, which='both', alpha=0.3)
         axis.legend()
+    axis = axes[2]
+    for kind, marker in (('converge', 'o'), ('noop', 's')):
+        for who, index, style in (('ours', 0, '-'), ('peer', 1, '--')):
+            points = [(n, r[index] / n) for n, r in sorted(table[kind].items()) if r[index] is not None]
+            if points:
+                axis.plot(*zip(*points), marker + style, label='%s %s%s' % (
+                    'ours' if who == 'ours' else 'peer', 'converge' if kind == 'converge' else 'no-op',
+                    ' (N=500 est.)' if who == 'peer' and any(r[2] for r in table[kind].values()) else ''))
+    axis.set_xscale('log')
+    axis.set_yscale('log')
+    axis.set_xlabel('N (thin volumes + targets)')
+    axis.set_ylabel('seconds per object')
+    axis.set_title('Time per object as N grows')
+    axis.grid(True, which='both', alpha=0.3)
+    axis.legend(fontsize='small')
     fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
 
@@ -514,7 +537,7 @@ def plot(table):
 # ------------------------------------------------------------------------------------------
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--sizes', default='10,100,500', help='N of the scale figure')
     parser.add_argument('--reps', type=int, default=3, help='repetitions of no-op runs and small converges')
     parser.add_argument('--big-n', type=int, default=100,
