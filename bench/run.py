@@ -132,7 +132,7 @@ def run_playbook(who, playbook, label, extravars=None):
     started = time.monotonic()
     runner = ansible_runner.run(
         private_data_dir=pdd, playbook=os.path.join(HERE, playbook), inventory=INVENTORY,
-        extravars=extravars or {}, envvars=env, binary=binary, quiet=True, rotate_artifacts=3)
+        extravars=extravars or {}, envvars=env, quiet=True, rotate_artifacts=3)
     wall = time.monotonic() - started
     after = {node: forks(node) for node in ('storage1', 'compute1')}
     if runner.rc != 0:
