@@ -160,12 +160,14 @@ def vg_spec(params):
         errors.append(error)
     devices = params.get('pvs') or []
     if params['state'] == 'present' and not devices:
-        errors.append('pvs is empty; state=present needs at least one device')
+        errors.append('pvs=%r: state=present needs at least one device; list the devices of the VG'
+                      % (params.get('pvs'),))
     for index, device in enumerate(devices):
         if not isinstance(device, str) or not device.startswith('/dev/'):
-            errors.append('pvs[%d]=%r is not a device path; give a path under /dev/' % (index, device))
+            errors.append('pvs[%d]=%r is not a device path; give a path under /dev/, for example '
+                          '/dev/disk/by-id/...' % (index, device))
     if len(set(devices)) != len(devices):
-        errors.append('pvs=%r names a device twice' % (devices,))
+        errors.append('pvs=%r names a device twice; list each device once' % (devices,))
     spec = dict(name=params['name'], state=params['state'], pvs=list(devices), pesize=pesize,
                 pvresize=bool(params.get('pvresize')), reduce=bool(params.get('reduce')),
                 force=bool(params.get('force')))
@@ -272,12 +274,13 @@ def vg_view(vg, pvs, devices):
                          for pv in pvs if pv.get('vg_name') == vg['vg_name']))
 
 
-def plan_vg(spec, vg, pvs, devices, signatures):
+def plan_vg(spec, vg, pvs, devices, signatures, in_use=None):
     """Actions that bring VG ``spec['name']`` to ``spec``, and the diff view expected after them.
 
     ``vg``: its report row or None; ``pvs``: every PV row; ``devices``: resolved path -> path as the
     user gave it, in the user's order; ``signatures``: resolved path -> signature types, for the
-    devices that are not PVs yet.
+    devices that are not PVs yet; ``in_use``: resolved path -> why a device that is not a PV yet is
+    in use (mounted, held by device-mapper or md, swap), refused even with force.
     """
     name, force = spec['name'], spec['force']
     refusals = []
@@ -305,6 +308,10 @@ def plan_vg(spec, vg, pvs, devices, signatures):
         if owner and owner != name:
             refusals.append('pvs: %s is a physical volume of volume group %s; a device belongs to one VG '
                             '(remove it from %s first)' % (given, owner, owner))
+            continue
+        if pv is None and (in_use or {}).get(device):
+            refusals.append('pvs: %s is in use on this host (%s); unmount it or stop what holds it, or choose '
+                            'another device (force does not override this)' % (given, '; '.join(in_use[device])))
             continue
         if pv is None and signatures.get(device):
             if not force:
@@ -465,7 +472,8 @@ def plan_thin(spec, vg, lvs):
                                            'grow thin pool %s from %s to %s' % (target, human(pool['lv_size']), human(size))))
                 expected['pool']['size'] = size
             elif size < pool['lv_size']:
-                refusals.append('size=%r is smaller than thin pool %s (%s); LVM cannot shrink a thin pool'
+                refusals.append('size=%r is smaller than thin pool %s (%s); LVM cannot shrink a thin pool: '
+                                'give at least its current size, or drop size'
                                 % (spec['size_text'], target, human(pool['lv_size'])))
         # A NN%VG / NN%FREE size only applies at creation: afterwards the pool keeps its size.
         if spec['chunksize'] and spec['chunksize'] != chunk:
@@ -506,7 +514,7 @@ def plan_thin(spec, vg, lvs):
         name, where = vol['name'], vol['where']
         lv = by_name.get(name)
         if lv and lv['pool_lv'] != pool_name:
-            refusals.append('%s.name=%r: %s/%s exists and is not a thin volume of pool %s'
+            refusals.append('%s.name=%r: %s/%s exists and is not a thin volume of pool %s; choose another name'
                             % (where, name, vg_name, name, pool_name))
             continue
         if vol['state'] == 'absent':

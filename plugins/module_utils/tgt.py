@@ -206,7 +206,8 @@ def validate_targets(targets):
             errors.append(error)
             continue
         if iqn in seen:
-            errors.append('%s.iqn=%r is listed twice (also targets[%d])' % (where, iqn, seen[iqn]))
+            errors.append('%s.iqn=%r is listed twice (also targets[%d]); list each target once'
+                          % (where, iqn, seen[iqn]))
             continue
         seen[iqn] = index
         target = dict(index=index, iqn=iqn, state=raw.get('state') or 'present', luns=[], initiators=[], addresses=[],
@@ -223,7 +224,7 @@ def validate_targets(targets):
                 errors.append('%s.lun=%r: LUN numbers go from 1 to %d (0 is the controller)' % (at, number, MAX_LUN))
                 continue
             if number in numbers:
-                errors.append('%s.lun=%d is used twice in target %s' % (at, number, iqn))
+                errors.append('%s.lun=%d is used twice in target %s; give each LUN its own number' % (at, number, iqn))
                 continue
             numbers.add(number)
             if not isinstance(path, str) or not _PATH_RE.match(path):
@@ -231,8 +232,8 @@ def validate_targets(targets):
                               '(tgt-admin passes it through a shell)' % (at, path))
                 continue
             if path in paths:
-                errors.append('%s.path=%r is already exported by %s; two LUNs writing one device corrupt it'
-                              % (at, path, paths[path]))
+                errors.append('%s.path=%r is already exported by %s; two LUNs writing one device corrupt it: '
+                              'export each path once' % (at, path, paths[path]))
                 continue
             paths[path] = '%s LUN %d' % (iqn, number)
             scsi_id, scsi_sn = default_ids(iqn, number)
@@ -263,7 +264,8 @@ def validate_targets(targets):
             account = _account(entry, '%s.incoming_users[%d]' % (where, user_index), errors)
             if account:
                 if account['user'] in users:
-                    errors.append('%s.incoming_users[%d].user=%r is listed twice' % (where, user_index, account['user']))
+                    errors.append('%s.incoming_users[%d].user=%r is listed twice; list each user once'
+                                  % (where, user_index, account['user']))
                     continue
                 users.add(account['user'])
                 target['incoming_users'].append(account)

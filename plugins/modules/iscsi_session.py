@@ -286,15 +286,20 @@ def validate(params):
         if error:
             errors.append(error)
     if not _IFACE_RE.match(params['iface']):
-        errors.append('iface=%r is not an open-iscsi interface name (letters, digits, _ . : -)' % params['iface'])
+        errors.append('iface=%r is not an open-iscsi interface name; use default or the name of an iface '
+                      'record (letters, digits, _ . : -)' % params['iface'])
     if params['wait'] < 0:
         errors.append('wait=%d: give a number of seconds, 0 or more' % params['wait'])
     for option in ('node_auth', 'discovery_auth'):
         auth = params[option]
         if not auth:
             continue
-        if bool(auth.get('username_in')) != bool(auth.get('password_in')):
-            errors.append('%s: mutual CHAP needs both username_in and password_in' % option)
+        if auth.get('username_in') and not auth.get('password_in'):
+            errors.append('%s.username_in=%r without password_in: mutual CHAP needs both; add password_in or '
+                          'drop username_in' % (option, auth['username_in']))
+        elif auth.get('password_in') and not auth.get('username_in'):
+            errors.append('%s.password_in without username_in: mutual CHAP needs both; add username_in or '
+                          'drop password_in' % option)
         for field, value in auth.items():
             secret = field.startswith('password')
             shown = 'the value' if secret else repr(value)

@@ -17,8 +17,8 @@ description:
     and probes devices that are not physical volumes yet with C(wipefs --no-act).
   - Refuses, before changing anything, to put a VG on a device that carries a signature (filesystem,
     partition table, RAID or other data) unless O(force=true), and to remove a VG that still holds
-    logical volumes unless O(force=true). A device that is a physical volume of another VG is refused
-    always.
+    logical volumes unless O(force=true). A device that is a physical volume of another VG, or that
+    is in use (mounted, held by device-mapper or md, or swap), is refused always.
   - All input is validated first; every error names the option and the value.
 options:
   name:
@@ -132,6 +132,7 @@ import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
     Refusal, parse_signatures, plan_vg, read_pvs, read_vg, signature_argv, vg_facts, vg_spec, vg_view)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Runner, diff_result, host_lock
@@ -149,9 +150,10 @@ def resolve_devices(devices, errors):
                           % (index, device))
             continue
         if not is_block:
-            errors.append('pvs[%d]=%r is not a block device' % (index, device))
+            errors.append('pvs[%d]=%r is not a block device; give a disk or partition under /dev/' % (index, device))
         elif real in resolved:
-            errors.append('pvs[%d]=%r is the same device as %r' % (index, device, resolved[real]))
+            errors.append('pvs[%d]=%r is the same device as %r; list each device once'
+                          % (index, device, resolved[real]))
         else:
             resolved[real] = device
     return resolved
@@ -188,14 +190,15 @@ def main():
         vg = read_vg(runner, spec['name'])
         pvs = read_pv_rows(runner)
         known = set(pv['device'] for pv in pvs)
-        signatures = {}
+        signatures, in_use = {}, {}
         for device in devices:
             if device not in known:
                 signatures[device] = parse_signatures(
                     runner.read(signature_argv(device), what='probing %s for signatures' % devices[device])[1])
+                in_use[device] = device_usage(os.path.basename(device), sys_block='/sys/class/block')
         before = vg_view(vg, pvs, devices)
         try:
-            actions, expected = plan_vg(spec, vg, pvs, devices, signatures)
+            actions, expected = plan_vg(spec, vg, pvs, devices, signatures, in_use)
         except Refusal as refusal:
             module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[],
                              vg=vg_facts(vg, pvs))

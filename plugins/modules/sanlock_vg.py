@@ -51,7 +51,8 @@ options:
         name of the shared LUN (the multipath alias, for example C(/dev/mapper/shared-lun)), never one
         of its path devices.
       - A device that carries a signature (filesystem, partition table, another PV) is refused unless
-        O(force=true), which erases the signatures first.
+        O(force=true), which erases the signatures first. A device in use (mounted, held by
+        device-mapper or md, or swap) is refused always.
     type: list
     elements: str
   lvs:
@@ -198,6 +199,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils import sanlock
+from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
     Refusal, parse_signatures, read_pvs, signature_argv)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, Runner, diff_result, host_lock
@@ -226,6 +228,11 @@ def device_actions(module, runner, spec):
                             % (device, pv['vg_name']))
             continue
         if pv:
+            continue
+        usage = device_usage(os.path.basename(real), sys_block='/sys/class/block')
+        if usage:
+            refusals.append('pvs: %s is in use on this host (%s); unmount it or stop what holds it, or choose '
+                            'another device (force does not override this)' % (device, '; '.join(usage)))
             continue
         found = parse_signatures(runner.read(signature_argv(device), what='probing %s for signatures' % device)[1])
         if found and not spec['force']:

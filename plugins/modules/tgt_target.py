@@ -30,7 +30,8 @@ description:
     matches, and never C(ALL) unless it is listed.
   - Validates all input before changing anything and fails with every error; refuses without O(force) to
     remove a target, or to remove or change a LUN of a target, that has connected initiators (and names
-    them); refuses a backing path that does not exist.
+    them); refuses a backing path that does not exist, and a block device in use on the host
+    (mounted, held by device-mapper or md, or swap).
 options:
   targets:
     description:
@@ -242,10 +243,12 @@ files:
 
 import glob
 import os
+import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Runner, diff_result, host_lock
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import (
     CONF_DIR, CONF_PREFIX, SHOW_ACCOUNTS, SHOW_TARGETS, Refusal, conf_path, desired_view, owned_view,
@@ -320,7 +323,12 @@ def missing_paths(targets):
             if not os.path.exists(lun['path']):
                 errors.append(where + ' does not exist; create the volume or file first')
             elif os.path.isdir(lun['path']):
-                errors.append(where + ' is a directory, not a file or block device')
+                errors.append(where + ' is a directory; give a file or a block device')
+            elif stat.S_ISBLK(os.stat(lun['path']).st_mode):
+                usage = device_usage(os.path.basename(os.path.realpath(lun['path'])), sys_block='/sys/class/block')
+                if usage:
+                    errors.append(where + ' is in use on this host (%s); export a device nothing here uses '
+                                  '(unmount it or stop what holds it first)' % '; '.join(usage))
     return errors
 
 

@@ -158,7 +158,7 @@ def test_vg_input_collects_every_error():
     for piece in ("name='bad name'", "pvs[0]='sdb'", 'names a device twice', "pesize='3M'"):
         assert piece in text
     _spec, errors = vg_spec(dict(name='vg', state='present', pvs=[]))
-    assert errors == ['pvs is empty; state=present needs at least one device']
+    assert errors == ['pvs=[]: state=present needs at least one device; list the devices of the VG']
     _spec, errors = vg_spec(dict(name='vg', state='absent', pvs=None))
     assert errors == []
 
@@ -200,6 +200,19 @@ def test_pv_of_another_vg_refused_always(force):
     with pytest.raises(Refusal) as refusal:
         vg_plan(dict(name='itest_lvm_b', force=force), None, 'pvs_two_in_vg.json', {'/dev/vdb': '/dev/vdb'})
     assert 'physical volume of volume group itest_lvm_a' in str(refusal.value)
+
+
+@pytest.mark.parametrize('force', [False, True])
+def test_device_in_use_refused_always(force):
+    in_use = {'/dev/vdb': ['/dev/vdb is mounted on /mnt/data'], '/dev/vdc': []}
+    spec, errors = vg_spec(dict(name='itest_lvm_a', state='present', pesize=None, pvresize=False, reduce=False,
+                                force=force, pvs=list(BY_ID.values())))
+    assert errors == []
+    with pytest.raises(Refusal) as refusal:
+        plan_vg(spec, None, [], BY_ID, {'/dev/vdb': ['ext4'], '/dev/vdc': []}, in_use)
+    assert refusal.value.reasons == [
+        'pvs: /dev/disk/by-id/virtio-spare1 is in use on this host (/dev/vdb is mounted on /mnt/data); unmount it '
+        'or stop what holds it, or choose another device (force does not override this)']
 
 
 def test_existing_vg_is_a_no_op():

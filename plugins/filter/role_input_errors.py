@@ -1,0 +1,237 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every error in the variables of one of the collection's roles, found before the role changes anything.
+
+The argument specs of the roles check types and choices; the rules here are the ones a spec cannot
+say (LVM names, sizes, iSCSI names, portals, WWIDs, aliases, and facts about other hosts of the
+inventory). They reuse the modules' own validators, so a role and the module it calls word an
+error the same way. Each error names the variable, the value, and what to write instead.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.openblock.storage.plugins.filter.cinder_volumes import _check, attached_hosts
+from ansible_collections.openblock.storage.plugins.module_utils.lvm import name_error
+from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error, parse_portal
+from ansible_collections.openblock.storage.plugins.module_utils.sizes import SizeError, parse_percent, parse_size
+
+# A multipath alias becomes /dev/mapper/<alias>: no spaces, quotes, braces or slashes.
+_ALIAS_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$')
+# WWIDs as scsi_id and multipath print them: a SCSI designator type digit (1 T10, 2 EUI-64, 3 NAA,
+# 8 SCSI name) and its identifier, or the NVMe forms (eui., nvme., uuid.).
+_WWID_RE = re.compile(r'^([1-8][0-9A-Za-z_.:-]{1,254}|(eui|naa|nvme|uuid|t10)\.[0-9A-Za-z_.:-]{1,250})$')
+_FILTER_RE = re.compile(r'^a(.).*\1$')
+WWID_HINT = 'read it on a host that sees the LUN with /lib/udev/scsi_id -g -u -d /dev/sdX or multipath -ll'
+
+
+def _size_error(value, option, percent=False):
+    if percent and parse_percent(value):
+        return None
+    if '%' in str(value):
+        if percent:
+            return ('%s=%r is not a size; write bytes with a unit (100G) or NN%%VG / NN%%FREE with '
+                    '0 < NN <= 100' % (option, value))
+        return '%s=%r: percent sizes do not apply here; give bytes with a unit, for example 10G' % (option, value)
+    try:
+        size = parse_size(value, option)
+    except SizeError as err:
+        return str(err)
+    if size == 0:
+        return '%s=%r is zero; give a size, for example 10G' % (option, value)
+    return None
+
+
+def _devices(devices, option):
+    errors = []
+    for index, device in enumerate(devices or []):
+        if not isinstance(device, str) or not device.startswith('/dev/'):
+            errors.append('%s[%d]=%r is not a device path; give a path under /dev/, for example '
+                          '/dev/disk/by-id/...' % (option, index, device))
+    if len(set(map(str, devices or []))) != len(devices or []):
+        errors.append('%s=%r names a device twice; list each device once' % (option, devices))
+    return errors
+
+
+def _prefix_error(prefix, option, sample, example):
+    """Why ``prefix`` + ``sample`` is not an iSCSI name, worded for the prefix, or None."""
+    if iscsi_name_error(str(prefix) + sample, option) is None:
+        return None
+    return ('%s=%r does not make valid iSCSI names (%r is not one); give a lower-case prefix of the form '
+            'iqn.YYYY-MM.reversed.domain, such as %s' % (option, prefix, str(prefix) + sample, example))
+
+
+def storage_node_errors(values, groups, hostvars):
+    errors = []
+    for option, lv in (('storage_node_vg', False), ('storage_node_pool', True)):
+        error = name_error(values.get(option), option, lv=lv)
+        if error:
+            errors.append(error)
+    for option, percent in (('storage_node_pool_size', True), ('storage_node_backing_file_size', False)):
+        if option == 'storage_node_backing_file_size' and values.get('storage_node_devices'):
+            continue
+        error = _size_error(values.get(option), option, percent)
+        if error:
+            errors.append(error)
+    errors += _devices(values.get('storage_node_devices'), 'storage_node_devices')
+    prefix = values.get('storage_node_iqn_prefix')
+    error = _prefix_error(prefix, 'storage_node_iqn_prefix', 'volume-1', 'iqn.2010-10.org.openstack:')
+    if error:
+        errors.append(error)
+    names = {}
+    for index, volume in enumerate(values.get('storage_node_volumes') or []):
+        where = 'storage_node_volumes[%d]' % index
+        try:
+            name, state = _check(volume, index)
+        except AnsibleFilterError as err:
+            errors.append(str(err))
+            continue
+        if name in names:
+            errors.append('%s.name=%r is listed twice (also storage_node_volumes[%d]); list each volume once'
+                          % (where, name, names[name]))
+            continue
+        names[name] = index
+        if state != 'present':
+            continue
+        if volume.get('size') is not None:
+            error = _size_error(volume['size'], where + '.size')
+            if error:
+                errors.append(error)
+        if volume.get('device') is not None:
+            errors += _devices([volume['device']], where + '.device')
+        try:
+            hosts = attached_hosts(volume, groups, hostvars, index)
+        except AnsibleFilterError as err:
+            errors.append('%s; list host names or group names of the inventory' % err)
+            continue
+        holders = {}
+        for host in hosts:
+            initiator = hostvars[host].get('compute_initiator_name')
+            if initiator and initiator in holders:
+                errors.append('%s.attach_to: hosts %s and %s share the initiator name %r, so the target cannot tell '
+                              'them apart; give each host its own name (run the compute_initiator role, which '
+                              'replaces duplicates, or fix /etc/iscsi/initiatorname.iscsi)'
+                              % (where, holders[initiator], host, initiator))
+            holders.setdefault(initiator, host)
+    return errors
+
+
+def compute_initiator_errors(values):
+    errors = []
+    for index, portal in enumerate(values.get('compute_initiator_portals') or []):
+        try:
+            parse_portal(portal, 'compute_initiator_portals[%d]' % index)
+        except ValueError as err:
+            errors.append(str(err))
+    for index, target in enumerate(values.get('compute_initiator_targets') or []):
+        error = iscsi_name_error(target, 'compute_initiator_targets[%d]' % index)
+        if error:
+            errors.append(error)
+    for option, sample, example in (('compute_initiator_iqn_prefix', 'volume-1', 'iqn.2010-10.org.openstack:'),
+                                    ('compute_initiator_name_prefix', ':1a2b3c', 'iqn.2004-10.com.ubuntu')):
+        error = _prefix_error(values.get(option), option, sample, example)
+        if error:
+            errors.append(error)
+    for index, pattern in enumerate(values.get('compute_initiator_lvm_filter_accept') or []):
+        if not isinstance(pattern, str) or not _FILTER_RE.match(pattern):
+            errors.append('compute_initiator_lvm_filter_accept[%d]=%r is not an accept pattern; write a|regex| '
+                          '(for example a|^/dev/mapper/shared-lun$|)' % (index, pattern))
+    return errors
+
+
+def multipath_errors(values):
+    errors = []
+    aliases, wwids = {}, {}
+    for index, entry in enumerate(values.get('multipath_aliases') or []):
+        where = 'multipath_aliases[%d]' % index
+        if not isinstance(entry, dict):
+            errors.append('%s=%r: each alias is a dict with alias and one of wwid, iqn or volume' % (where, entry))
+            continue
+        alias = entry.get('alias')
+        if not isinstance(alias, str) or not _ALIAS_RE.match(alias):
+            errors.append('%s.alias=%r: an alias becomes /dev/mapper/<alias>; use 1 to 128 letters, digits and '
+                          '_ . + - (starting with a letter or digit)' % (where, alias))
+        elif alias in aliases:
+            errors.append('%s.alias=%r is also multipath_aliases[%d]; give each map its own alias'
+                          % (where, alias, aliases[alias]))
+        else:
+            aliases[alias] = index
+        given = [key for key in ('wwid', 'iqn', 'volume') if entry.get(key) is not None]
+        if len(given) != 1:
+            errors.append('%s (alias %r) gives %s; give exactly one of wwid, iqn or volume'
+                          % (where, alias, ' and '.join(given) or 'none of wwid, iqn, volume'))
+            continue
+        key = given[0]
+        value = entry[key]
+        if key == 'wwid':
+            if not isinstance(value, str) or not _WWID_RE.match(value):
+                errors.append('%s.wwid=%r is not a WWID; %s' % (where, value, WWID_HINT))
+            elif value in wwids:
+                errors.append('%s.wwid=%r is also the WWID of multipath_aliases[%d]; one map has one alias'
+                              % (where, value, wwids[value]))
+            else:
+                wwids[value] = index
+        elif key == 'iqn':
+            error = iscsi_name_error(value, where + '.iqn')
+            if error:
+                errors.append(error)
+        else:
+            try:
+                _check(dict(name=value, size='1'), index)
+            except AnsibleFilterError:
+                errors.append('%s.volume=%r is not a volume name of storage_node_volumes; use letters, digits, '
+                              '".", "_", "+" and "-"' % (where, value))
+    return errors
+
+
+def shared_lvm_errors(values):
+    errors = []
+    error = name_error(values.get('shared_lvm_vg'), 'shared_lvm_vg')
+    if error:
+        errors.append(error)
+    errors += _devices(values.get('shared_lvm_devices'), 'shared_lvm_devices')
+    if not values.get('shared_lvm_devices'):
+        errors.append('shared_lvm_devices=%r: give the shared LUN (its multipath alias, for example '
+                      '/dev/mapper/shared-lun)' % (values.get('shared_lvm_devices'),))
+    seen = {}
+    for index, item in enumerate(values.get('shared_lvm_lvs') or []):
+        where = 'shared_lvm_lvs[%d]' % index
+        name = item.get('name') if isinstance(item, dict) else None
+        error = name_error(name, where + '.name', lv=True)
+        if error:
+            errors.append(error)
+        elif name in seen:
+            errors.append('%s.name=%r is also shared_lvm_lvs[%d]; list each LV once' % (where, name, seen[name]))
+        else:
+            seen[name] = index
+        if isinstance(item, dict) and item.get('size') is not None:
+            error = _size_error(item['size'], where + '.size')
+            if error:
+                errors.append(error)
+    for option, low in (('shared_lvm_lock_start_timeout', 1), ('shared_lvm_device_timeout', 1)):
+        value = values.get(option)
+        if value is not None and (not str(value).isdigit() or int(value) < low):
+            errors.append('%s=%r: give a whole number of seconds, at least %d' % (option, value, low))
+    return errors
+
+
+def role_input_errors(values, role, groups=None, hostvars=None):
+    """The errors in ``values`` (a dict of the role's variables) for ``role``; empty when all is well."""
+    if role == 'storage_node':
+        return storage_node_errors(values, groups or {}, hostvars or {})
+    if role == 'compute_initiator':
+        return compute_initiator_errors(values)
+    if role == 'multipath':
+        return multipath_errors(values)
+    if role == 'shared_lvm':
+        return shared_lvm_errors(values)
+    raise AnsibleFilterError('role_input_errors: unknown role %r; one of storage_node, compute_initiator, '
+                             'multipath, shared_lvm' % (role,))
+
+
+class FilterModule(object):
+    def filters(self):
+        return {'role_input_errors': role_input_errors}

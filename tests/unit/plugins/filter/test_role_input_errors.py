@@ -1,0 +1,61 @@
+"""role_input_errors: the roles' defaults and a realistic inventory pass; the bad rows of
+tests/bad_inputs.yml are checked end to end by tests/unit/roles/test_bad_role_inputs.py."""
+
+import pytest
+import yaml
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.openblock.storage.plugins.filter.role_input_errors import role_input_errors
+
+from pathlib import Path
+
+ROLES = Path(__file__).resolve().parents[4] / 'roles'
+
+
+def defaults(role):
+    return yaml.safe_load((ROLES / role / 'defaults' / 'main.yml').read_text())
+
+
+GROUPS = {'compute_nodes': ['compute1', 'compute2'], 'storage_nodes': ['storage1']}
+HOSTVARS = {'compute1': {'compute_initiator_name': 'iqn.2004-10.com.ubuntu:01:aaaa'},
+            'compute2': {'compute_initiator_name': 'iqn.2004-10.com.ubuntu:01:bbbb'},
+            'storage1': {}}
+
+
+def test_storage_node_defaults_and_a_seed_inventory_pass():
+    values = defaults('storage_node')
+    values['storage_node_volumes'] = [dict(name='vol1', size='1G', attach_to=['compute_nodes']),
+                                      dict(name='shared-lun', size='2G', attach_to=['compute1', 'compute2']),
+                                      dict(name='gone', state='absent')]
+    assert role_input_errors(values, 'storage_node', GROUPS, HOSTVARS) == []
+
+
+def test_compute_initiator_defaults_pass():
+    values = defaults('compute_initiator')
+    values.update(compute_initiator_portals=['10.50.1.10:3260', '[fd00::10]:3260', '10.50.2.10'],
+                  compute_initiator_targets=['iqn.2010-10.org.openstack:volume-vol1'],
+                  compute_initiator_lvm_filter_accept=['a|^/dev/mapper/shared-lun$|'])
+    assert role_input_errors(values, 'compute_initiator') == []
+
+
+def test_multipath_aliases_of_each_kind_pass():
+    values = dict(multipath_aliases=[dict(alias='vol1', iqn='iqn.2010-10.org.openstack:volume-vol1'),
+                                     dict(alias='shared-lun', wwid='360000000000000000e00000000010001'),
+                                     dict(alias='nvme1', wwid='eui.0025388b91b1b2c3'),
+                                     dict(alias='vol2', volume='vol2')])
+    assert role_input_errors(values, 'multipath') == []
+
+
+def test_shared_lvm_defaults_pass_and_bad_lvs_are_named():
+    values = defaults('shared_lvm')
+    assert role_input_errors(values, 'shared_lvm') == []
+    values['shared_lvm_lvs'] = [dict(name='images', size='20G'), dict(name='images', size='5%VG')]
+    assert role_input_errors(values, 'shared_lvm') == [
+        "shared_lvm_lvs[1].name='images' is also shared_lvm_lvs[0]; list each LV once",
+        "shared_lvm_lvs[1].size='5%VG': percent sizes do not apply here; give bytes with a unit, for example 10G"]
+
+
+def test_unknown_role_is_an_error():
+    with pytest.raises(AnsibleFilterError, match="unknown role 'nosuch'"):
+        role_input_errors({}, 'nosuch')

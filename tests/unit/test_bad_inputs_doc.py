@@ -1,0 +1,45 @@
+"""The table of refused inputs (tests/bad_inputs.yml) is well formed, and the documentation pages
+generated from it (docs/bad-inputs.md, docs/docsite/rst/bad_inputs.rst) are up to date."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / 'scripts' / 'bad-inputs-doc.py'
+ROWS = yaml.safe_load((REPO / 'tests' / 'bad_inputs.yml').read_text())['rows']
+TARGETS = {'lvm_vg', 'lvm_thinvol', 'tgt_target', 'iscsi_session', 'sanlock_vg',
+           'storage_node', 'compute_initiator', 'multipath', 'shared_lvm'}
+
+
+def generated(*args):
+    return subprocess.run([sys.executable, str(SCRIPT)] + list(args), capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_table_rows_are_complete_and_cover_every_module_and_role():
+    ids = [row['id'] for row in ROWS]
+    assert len(ids) == len(set(ids))
+    assert {row['target'] for row in ROWS} == TARGETS
+    for row in ROWS:
+        assert row['where'] in ('lab', 'controller'), row['id']
+        assert row['target'] in TARGETS, row['id']
+        assert ('args' if row['where'] == 'lab' else 'vars') in row, row['id']
+        assert row['option'] and row['expect'] and row['do'], row['id']
+        # a secret is never echoed, so such a row has no value to find; every other row has one
+        assert ('value' in row) != bool(row.get('secret')), row['id']
+    assert len([row for row in ROWS if not row.get('destructive')]) >= 40
+
+
+def test_markdown_page_is_up_to_date():
+    assert (REPO / 'docs' / 'bad-inputs.md').read_text() == generated(), \
+        'docs/bad-inputs.md is stale: python3 scripts/bad-inputs-doc.py > docs/bad-inputs.md'
+
+
+def test_docsite_page_is_up_to_date_and_listed():
+    assert (REPO / 'docs' / 'docsite' / 'rst' / 'bad_inputs.rst').read_text() == generated('--rst'), \
+        'stale: python3 scripts/bad-inputs-doc.py --rst > docs/docsite/rst/bad_inputs.rst'
+    sections = yaml.safe_load((REPO / 'docs' / 'docsite' / 'extra-docs.yml').read_text())['sections']
+    assert any('bad_inputs' in section['toctree'] for section in sections)
