@@ -19,13 +19,13 @@ LABCTL  := $(BIN)/python lab/labctl
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages demo test lint sanity unit docs docs-check integration molecule bench build clean lab-down
+.PHONY: help venv host-packages demo test lint sanity unit docs docs-check integration system bench build clean lab-down
 
 help:
 	@echo "make demo         boot the lab and converge playbooks/site.yml on it"
-	@echo "make test         everything CI runs: lint, sanity, unit, docs-check, integration, molecule"
+	@echo "make test         everything CI runs: lint, sanity, unit, docs-check, then integration and system side by side"
 	@echo "make docs         the HTML docsite in .build/docs/build/html"
-	@echo "make lint | sanity | unit | docs-check | integration | molecule | bench | build | clean"
+	@echo "make lint | sanity | unit | docs-check | integration | system | bench | build | clean"
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -81,17 +81,25 @@ integration: venv host-packages
 	LAB_DIR=.build/lab-single $(LABCTL) up single; \
 	LAB_DIR=.build/lab-single $(BIN)/pytest -q tests/integration
 
-# Role scenarios on the `cinder` topology, booted once and shared by every scenario.
-# The smoke test of the lab first, then the site. molecule/shared_lvm joins this list once it
-# has passed end to end on the lab (its play is already part of site.yml, run by `default`).
-MOLECULE_SCENARIOS := $(foreach s,lab_smoke default,$(if $(wildcard molecule/$(s)/molecule.yml),$(s)))
-molecule: venv host-packages
-	@if [ -z "$(MOLECULE_SCENARIOS)" ]; then echo "no molecule scenarios yet"; exit 0; fi; \
+# Everything on the `cinder` topology, booted once and shared, in an order that builds on itself:
+# the lab's smoke test and site.yml --check on the fresh VMs, then the site scenario (converge,
+# idempotence, verify), the shared VG scenario (reboot, recovery), and the faults on the converged lab.
+system: venv host-packages
 	export LAB_DIR=$(CURDIR)/.build/lab-cinder LAB_KEEP=1; \
 	trap '$(LABCTL) down' EXIT; \
-	for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule test -s $$s; done
+	$(BIN)/molecule test -s lab_smoke; \
+	$(BIN)/pytest -q -s tests/system/test_check_mode_fresh.py; \
+	$(BIN)/molecule test -s default; \
+	$(BIN)/molecule test -s shared_lvm; \
+	$(BIN)/pytest -q -s tests/system/test_faults.py
 
-test: lint sanity unit docs-check integration molecule
+# The two lab topologies run side by side (1 + 3 VMs: the machine's 4 slots): the module tests on
+# `single` in the background, their lines prefixed with [single], while `system` runs on `cinder`.
+test: lint sanity unit docs-check
+	( $(MAKE) --no-print-directory integration 2>&1 | sed -u 's/^/[single] /' ) & single=$$!; \
+	rc=0; $(MAKE) --no-print-directory system || rc=$$?; \
+	wait $$single || rc=$$((rc ? rc : 1)); \
+	exit $$rc
 
 demo: venv host-packages
 	@if [ ! -f playbooks/site.yml ]; then \

@@ -10,7 +10,10 @@ class ModuleDocFragment(object):
     DOCUMENTATION = r'''
 attributes:
   check_mode:
-    description: Supported; the module reads the state and reports the plan in RV(commands) without running it.
+    description:
+      - Supported; the module reads the state and reports the plan in RV(commands) without running it.
+      - What an earlier task of the same check-mode run would create (a VG, a volume, an exported target) is
+        missing then; the module warns and predicts the rest instead of failing.
     support: full
   diff_mode:
     description: Supported; before and after show the objects the module owns (see the module's notes).

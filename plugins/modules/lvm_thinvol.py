@@ -224,6 +224,10 @@ def main():
     vg_name, pool = spec['vg'], spec['pool']
     with host_lock(module):
         vg = read_vg(runner, vg_name)
+        if not vg and module.check_mode:
+            # A task before this one (lvm_vg) may create the VG in this run: predict, don't fail.
+            module.exit_json(changed=True, commands=[], msg='check mode: vg=%r does not exist yet; once it does, '
+                             'the pool and %d volume(s) would be created' % (vg_name, len(spec['volumes'])))
         if not vg:
             module.fail_json(msg='vg=%r: no such volume group; create it first with openblock.storage.lvm_vg'
                                  % vg_name, commands=[])

@@ -315,13 +315,16 @@ def size_of(path):
         os.close(fd)
 
 
+MISSING = ' does not exist; create the volume or file first'
+
+
 def missing_paths(targets):
     errors = []
     for target in targets:
         for lun_index, lun in enumerate(target['luns']):
             where = 'targets[%d].luns[%d].path=%r' % (target['index'], lun_index, lun['path'])
             if not os.path.exists(lun['path']):
-                errors.append(where + ' does not exist; create the volume or file first')
+                errors.append(where + MISSING)
             elif os.path.isdir(lun['path']):
                 errors.append(where + ' is a directory; give a file or a block device')
             elif stat.S_ISBLK(os.stat(lun['path']).st_mode):
@@ -344,7 +347,13 @@ def main():
     )
     params = module.params
     desired, errors = validate_targets(params['targets'])
-    errors += missing_paths([t for t in desired if t['state'] == 'present'])
+    path_errors = missing_paths([t for t in desired if t['state'] == 'present'])
+    if module.check_mode:
+        # A task before this one may create the volumes in this run: warn, and predict the rest.
+        for error in [e for e in path_errors if e.endswith(MISSING)]:
+            module.warn('check mode: ' + error)
+            path_errors.remove(error)
+    errors += path_errors
     if errors:
         module.fail_json(msg='invalid input, nothing was changed: ' + '; '.join(errors), errors=errors, commands=[])
 

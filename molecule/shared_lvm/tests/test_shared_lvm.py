@@ -101,8 +101,8 @@ def test_after_a_reboot_the_vg_is_lock_started_before_the_consumer():
     host = node('compute2')
     run(host, "cat > /etc/systemd/system/nova-compute.service <<'EOF'\n%sEOF\nsystemctl daemon-reload && "
               "systemctl enable nova-compute.service" % STAND_IN)
-    # LVs do not survive a reboot's lock-stop; release them as an operator would.
-    run(host, 'lvchange --activate n %s/images %s/disk-compute2' % (VG, VG))
+    # active LVs: the shutdown deactivates them before lvmlockd's lock-stop (the role's drop-in)
+    assert modes(host)['images'] == 'shared'
     started = time.monotonic()
     subprocess.run(LABCTL + ['reboot', 'compute2'], check=True)
     boot = time.monotonic() - started
@@ -110,6 +110,8 @@ def test_after_a_reboot_the_vg_is_lock_started_before_the_consumer():
     lockstart = run(host, 'systemctl show -p ActiveEnterTimestampMonotonic --value lvmlocks.service').strip()
     consumer = run(host, 'systemctl show -p InactiveExitTimestampMonotonic --value nova-compute.service').strip()
     assert 0 < int(lockstart) <= int(consumer), (lockstart, consumer)
+    previous = run(host, 'journalctl -b -1 -o short-monotonic --no-pager -u lvmlocks.service')
+    assert re.search(r'0 logical volume\(s\) in volume group "%s" now active' % VG, previous), previous
     journal = run(host, 'journalctl -b -o short-monotonic --no-pager -u lvmlocks.service -u nova-compute.service')
     lines = journal.splitlines()
     finished = next(i for i, line in enumerate(lines) if 'lvmlocks.service' in line and 'Finished' in line)
@@ -138,3 +140,9 @@ def test_recovery_after_lvmlockd_is_killed():
     out = playbook('playbooks/recover_shared_lvm.yml', '--limit', 'compute1')[0]
     assert re.search(r'compute1\s+: ok=\d+\s+changed=0\s', out), out[-1500:]
     assert modes(host) == before
+
+
+def test_the_shared_vg_play_is_idempotent_after_all_of_this():
+    out = playbook('playbooks/shared_lvm.yml')[0]
+    for name in COMPUTES:
+        assert re.search(r'%s\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0' % name, out), out[-2000:]

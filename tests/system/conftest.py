@@ -1,0 +1,126 @@
+"""Harness of the system tests: the whole site on the lab's `cinder` topology (storage1, compute1, compute2).
+
+`make system` boots the topology once (LAB_DIR=.build/lab-cinder) and shares it with the molecule
+scenarios: test_check_mode_fresh.py runs on the fresh lab before the site is converged, and
+test_faults.py after the `default` and `shared_lvm` scenarios have converged and verified it.
+Run alone, the fixture boots the topology (or reuses a running instance). Playbooks run with the
+repository's own inventory (inventories/lab), as `make demo` does.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LABCTL = [sys.executable, str(REPO / 'lab' / 'labctl')]
+BIN = Path(sys.executable).parent
+COMPUTES = ['compute1', 'compute2']
+NODES = ['storage1'] + COMPUTES
+# What the site manages, read the same way before and after a run that must change nothing.
+STATE_COMMANDS = {
+    'storage1': [
+        'vgs --noheadings -o vg_name,pv_count,lv_count,vg_size',
+        'lvs -a --noheadings -o lv_name,vg_name,lv_attr,lv_size',
+        'tgtadm --lld iscsi --mode target --op show | sed "/I_T nexus information:/,/LUN information:/d"',
+        'tgtadm --lld iscsi --mode account --op show',
+    ],
+    'compute': [
+        'vgs --noheadings -o vg_name,lv_count 2>&1',
+        'lvs -a --noheadings -o lv_name,vg_name,lv_attr 2>&1',
+        'iscsiadm -m node 2>&1',
+        'iscsiadm -m session 2>&1',
+        'multipath -ll 2>&1 | sed -E "s/(active|failed) (ready|faulty|ghost|shaky) (running|offline)//"',
+        'sanlock client status 2>&1 | grep -v "^p "',
+    ],
+    'all': [
+        'find /etc/lvm /etc/tgt /etc/iscsi /etc/multipath /etc/modules-load.d /etc/systemd/system /etc/cinder '
+        '-type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum',
+        'lsmod | cut -d" " -f1 | sort',
+        'systemctl is-enabled tgt iscsid open-iscsi multipathd wdmd sanlock lvmlockd lvmlocks 2>&1',
+        'systemctl is-active tgt iscsid multipathd wdmd sanlock lvmlockd 2>&1',
+    ],
+}
+
+
+class Cluster:
+    """Shell commands on the lab's VMs and playbooks of the repository against them."""
+
+    def __init__(self, lab_dir):
+        self.env = dict(os.environ, LAB_DIR=str(lab_dir), ANSIBLE_CONFIG=str(REPO / 'ansible.cfg'),
+                        ANSIBLE_FORCE_COLOR='0')
+        subprocess.run(LABCTL + ['inventory', '--output', str(REPO / 'inventories/lab/hosts.yml')],
+                       env=self.env, check=True)
+
+    def sh(self, node, command, check=True, timeout=600):
+        """Run ``command`` with bash on ``node`` as root; return (rc, stdout, stderr)."""
+        proc = subprocess.run(LABCTL + ['ssh', node, command], env=self.env, capture_output=True, text=True,
+                              check=False, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError('on %s: %r exited %d\nstdout: %s\nstderr: %s'
+                                 % (node, command, proc.returncode, proc.stdout, proc.stderr))
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def out(self, node, command):
+        return self.sh(node, command)[1]
+
+    def playbook(self, path, *args, check=True, timeout=1800, env=None):
+        """Run a playbook of the repository; return (rc, output, seconds)."""
+        started = time.monotonic()
+        proc = subprocess.run([str(BIN / 'ansible-playbook'), str(REPO / path)] + list(args), cwd=REPO,
+                              env=dict(self.env, **(env or {})), capture_output=True, text=True, check=False,
+                              timeout=timeout)
+        output = proc.stdout + proc.stderr
+        if check:
+            assert proc.returncode == 0, output[-5000:]
+        return proc.returncode, output, time.monotonic() - started
+
+    def reboot(self, node):
+        started = time.monotonic()
+        subprocess.run(LABCTL + ['reboot', node], env=self.env, check=True, timeout=600)
+        return time.monotonic() - started
+
+    def state(self):
+        """node -> the text of every state command: compare two of these to prove nothing changed."""
+        snapshot = {}
+        for node in NODES:
+            commands = STATE_COMMANDS['storage1' if node == 'storage1' else 'compute'] + STATE_COMMANDS['all']
+            snapshot[node] = {command: self.sh(node, command, check=False)[1] for command in commands}
+        return snapshot
+
+    def wait_for(self, what, predicate, timeout, interval=5):
+        """Poll ``predicate`` until it returns a true value, at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError('%s: not reached within %d s' % (what, timeout))
+            time.sleep(interval)
+
+
+def recap(output):
+    """host -> {ok, changed, failed, ...} from a playbook's PLAY RECAP."""
+    counts = {}
+    for host, fields in re.findall(r'^(\S+)\s+: (ok=.*)$', output, re.M):
+        counts[host] = dict((k, int(v)) for k, v in re.findall(r'(\w+)=(\d+)', fields))
+    return counts
+
+
+def assert_same_state(before, after):
+    for node in NODES:
+        for command, text in before[node].items():
+            assert after[node][command] == text, '%s: %r changed\nbefore:\n%s\nafter:\n%s' % (
+                node, command, text, after[node][command])
+
+
+@pytest.fixture(scope='session')
+def cluster():
+    lab_dir = Path(os.environ.get('LAB_DIR', REPO / '.build' / 'lab-cinder')).resolve()
+    subprocess.run(LABCTL + ['up', 'cinder'], env=dict(os.environ, LAB_DIR=str(lab_dir)), check=True)
+    return Cluster(lab_dir)

@@ -1,0 +1,192 @@
+"""Faults the site survives, on the converged cinder lab (after the `default` and `shared_lvm` scenarios).
+
+Each test records the state before, injects one fault, waits (bounded) for recovery and checks the
+state after; writes in flight go through compute1's multipath device and are checked with sha256
+on both ends. Tests run in file order and each leaves the lab converged for the next.
+"""
+
+import json
+import re
+import subprocess
+import time
+import tomllib
+
+import pytest
+
+from conftest import BIN, COMPUTES, REPO, assert_same_state, recap
+
+VOLUME = 'compute1-disk'
+MAP = '/dev/mapper/%s' % VOLUME
+LV = '/dev/cinder-volumes/volume-%s' % VOLUME
+WRITE_MIB = 32
+TOPOLOGY = tomllib.loads((REPO / 'lab/topologies/cinder.toml').read_text())
+# Stand-in for nova-compute: a unit that records when it started and that the lockspace was joined.
+CONSUMER = '''[Unit]
+Description=Stand-in consumer of the shared VG
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'echo consumer-started; sanlock client status | grep "^s lvm_shared:"'
+[Install]
+WantedBy=multi-user.target
+'''
+
+
+def targets(cluster):
+    """The tgt configuration that must survive: targets, LUNs, ACLs and accounts, no sessions."""
+    return (cluster.out('storage1', 'tgtadm --lld iscsi --mode target --op show '
+                                    '| sed "/I_T nexus information:/,/LUN information:/d"'),
+            cluster.out('storage1', 'tgtadm --lld iscsi --mode account --op show'))
+
+
+def paths_healthy(cluster):
+    """True when every map on every compute has 2 paths, all active and ready, and every session is up."""
+    for node in COMPUTES:
+        maps = cluster.out(node, 'multipath -ll')
+        names = re.findall(r'^(\S+) \(', maps, re.M)
+        if not names or len(re.findall(r'active ready running', maps)) != 2 * len(names):
+            return False
+        sessions = cluster.out(node, 'iscsiadm -m session -P 1')
+        if len(re.findall(r'iSCSI Session State: LOGGED_IN', sessions)) != 2 * len(names):
+            return False
+    return True
+
+
+def start_write(cluster):
+    """Write fresh random data through the multipath device, slowly enough that a fault lands mid-write."""
+    cluster.sh('compute1', 'head -c %dM /dev/urandom > /root/fault-pattern && rm -f /root/fault-write.rc' % WRITE_MIB)
+    cluster.sh('compute1', "nohup sh -c 'for i in $(seq 0 %d); do dd if=/root/fault-pattern of=%s bs=1M skip=$i seek=$i "
+                           "count=1 oflag=direct status=none || exit 1; sleep 0.3; done; echo 0 > /root/fault-write.rc' "
+                           "> /root/fault-write.log 2>&1 || echo 1 > /root/fault-write.rc &" % (WRITE_MIB - 1, MAP))
+    time.sleep(2)
+    assert cluster.sh('compute1', 'test -e /root/fault-write.rc', check=False)[0] != 0, 'the write ended too early'
+
+
+def finish_write(cluster, timeout):
+    """Wait for the write to end; check that it succeeded and that both ends hold the same bytes."""
+    cluster.wait_for('the write through %s' % MAP,
+                     lambda: cluster.sh('compute1', 'test -e /root/fault-write.rc', check=False)[0] == 0, timeout)
+    assert cluster.out('compute1', 'cat /root/fault-write.rc').strip() == '0', cluster.out('compute1', 'cat /root/fault-write.log')
+    sent = cluster.out('compute1', 'sha256sum < /root/fault-pattern').split()[0]
+    read = 'dd if=%s bs=1M count=%d iflag=direct status=none | sha256sum'
+    assert cluster.out('compute1', read % (MAP, WRITE_MIB)).split()[0] == sent
+    assert cluster.out('storage1', read % (LV, WRITE_MIB)).split()[0] == sent
+
+
+def test_check_mode_on_the_converged_lab_reports_no_change(cluster):
+    before = cluster.state()
+    _, output, took = cluster.playbook('playbooks/site.yml', '--check')
+    assert_same_state(before, cluster.state())
+    counts = recap(output)
+    assert sorted(counts) == ['compute1', 'compute2', 'storage1'], output[-3000:]
+    assert all(f['changed'] == 0 and f['failed'] == 0 for f in counts.values()), counts
+    print('site.yml --check on the converged lab: %.0f s, changed=0 on every host' % took)
+
+
+def test_two_runs_at_once_serialize(cluster, tmp_path):
+    """The same play started twice at once: each module call applies once, the other finds it done."""
+    names = ['race-%d' % i for i in range(4)]
+    play = tmp_path / 'race.yml'
+    play.write_text(json.dumps([{
+        'name': 'Carve and export volumes', 'hosts': 'storage1', 'gather_facts': False,
+        'vars': {'names': names},
+        'tasks': [
+            {'name': 'volumes', 'openblock.storage.lvm_thinvol': {
+                'vg': 'cinder-volumes', 'pool': 'cinder-volumes-pool',
+                'volumes': [{'name': 'volume-' + n, 'size': '64M'} for n in names]}},
+            {'name': 'targets', 'openblock.storage.tgt_target': {
+                'targets': [{'iqn': 'iqn.2010-10.org.openstack:volume-' + n, 'initiators': ['iqn.2026-11.test:none'],
+                             'luns': [{'lun': 1, 'path': '/dev/cinder-volumes/volume-' + n}]} for n in names]}},
+        ]}]))
+    command = [str(BIN / 'ansible-playbook'), str(play), '-v']
+    runs = [subprocess.Popen(command, cwd=REPO, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=900)[0] for run in runs]
+    try:
+        assert [run.returncode for run in runs] == [0, 0], outputs
+        for task in ('volumes', 'targets'):
+            changed = [re.search(r'TASK \[%s\].*?\n(changed|ok): \[storage1\]' % task, out, re.S).group(1)
+                       for out in outputs]
+            assert sorted(changed) == ['changed', 'ok'], (task, changed)
+        show = cluster.out('storage1', 'tgtadm --lld iscsi --mode target --op show')
+        for name in names:
+            assert show.count(':volume-%s\n' % name) == 1, show
+            assert cluster.sh('storage1', 'test -b /dev/cinder-volumes/volume-%s' % name, check=False)[0] == 0
+    finally:
+        cleanup = tmp_path / 'cleanup.yml'
+        cleanup.write_text(json.dumps([{
+            'name': 'Remove the race volumes', 'hosts': 'storage1', 'gather_facts': False, 'tasks': [
+                {'name': 'targets', 'openblock.storage.tgt_target': {'targets': [
+                    {'iqn': 'iqn.2010-10.org.openstack:volume-' + n, 'state': 'absent'} for n in names]}},
+                {'name': 'volumes', 'openblock.storage.lvm_thinvol': {
+                    'vg': 'cinder-volumes', 'pool': 'cinder-volumes-pool',
+                    'volumes': [{'name': 'volume-' + n, 'state': 'absent'} for n in names]}}]}]))
+        subprocess.run([str(BIN / 'ansible-playbook'), str(cleanup)], cwd=REPO, env=cluster.env, check=True,
+                       capture_output=True)
+
+
+def test_tgt_restart_during_a_write(cluster):
+    before = targets(cluster)
+    assert paths_healthy(cluster)
+    start_write(cluster)
+    cluster.sh('storage1', 'systemctl restart tgt')
+    finish_write(cluster, timeout=240)
+    assert targets(cluster) == before
+    cluster.wait_for('both paths of every map active again after the tgt restart', lambda: paths_healthy(cluster), 180)
+
+
+def test_storage_link_down_during_a_write(cluster):
+    address = TOPOLOGY['nodes']['storage1']['networks']['storage-a']
+    link = cluster.out('storage1', "ip -o -4 addr show | awk '$4 ~ /^%s\\// {print $2}'" % address.replace('.', '\\.'))
+    link = link.strip()
+    assert link, 'no interface holds %s on storage1' % address
+    assert paths_healthy(cluster)
+    start_write(cluster)
+    cluster.sh('storage1', 'ip link set %s down' % link)
+    try:
+        # the write completes while the link is still down: on the other path
+        finish_write(cluster, timeout=240)
+        maps = cluster.out('compute1', 'multipath -ll %s' % VOLUME)
+        assert len(re.findall(r'active ready running', maps)) == 1, maps
+    finally:
+        cluster.sh('storage1', 'ip link set %s up' % link)
+    cluster.wait_for('both paths active again after the link came back', lambda: paths_healthy(cluster), 240)
+
+
+def test_storage_node_reboot_during_a_write(cluster):
+    before = targets(cluster)
+    start_write(cluster)
+    took = cluster.reboot('storage1')
+    finish_write(cluster, timeout=300)
+    assert targets(cluster) == before
+    pool = cluster.out('storage1', 'lvs --noheadings -o lv_attr cinder-volumes/cinder-volumes-pool').strip()
+    assert pool.startswith('t') and pool[4] == 'a', pool
+    cluster.wait_for('both paths of every map active again after the reboot', lambda: paths_healthy(cluster), 240)
+    print('storage1 reboot: %.0f s' % took)
+
+
+@pytest.mark.parametrize('node', ['compute1'])
+def test_compute_reboot_brings_everything_back_before_the_consumer(cluster, node):
+    cluster.sh(node, "cat > /etc/systemd/system/nova-compute.service <<'EOF'\n%sEOF\n"
+                     "systemctl daemon-reload && systemctl enable nova-compute.service" % CONSUMER)
+    took = cluster.reboot(node)
+    journal = cluster.out(node, 'journalctl -b -o short-monotonic --no-pager -u open-iscsi.service '
+                                '-u lvmlocks.service -u nova-compute.service').splitlines()
+
+    def first(pattern):
+        found = [i for i, line in enumerate(journal) if re.search(pattern, line)]
+        assert found, '%r not in the journal:\n%s' % (pattern, '\n'.join(journal))
+        return found[0]
+
+    logins = first(r'open-iscsi.service.*Finished|Finished open-iscsi.service')
+    lockstart = first(r'Finished lvmlocks.service')
+    consumer = first(r'consumer-started')
+    assert logins < lockstart < consumer, '\n'.join(journal)
+    # the consumer saw the joined lockspace (its ExecStart fails otherwise)
+    assert cluster.sh(node, 'systemctl is-active nova-compute.service', check=False)[1].strip() == 'active'
+    cluster.wait_for('sessions and maps of %s back' % node, lambda: paths_healthy(cluster), 180)
+    # the inventory's LVs are activated again by the play, which then has nothing else to do
+    cluster.playbook('playbooks/shared_lvm.yml', '--limit', node)
+    _, output, _ = cluster.playbook('playbooks/shared_lvm.yml', '--limit', node)
+    assert recap(output)[node]['changed'] == 0, output[-3000:]
+    print('%s reboot: %.0f s' % (node, took))
