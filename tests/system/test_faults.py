@@ -75,7 +75,7 @@ def finish_write(cluster, timeout):
 
 def test_check_mode_on_the_converged_lab_reports_no_change(cluster):
     before = cluster.state()
-    _, output, took = cluster.playbook('playbooks/site.yml', '--check')
+    output, took = cluster.playbook('playbooks/site.yml', '--check')[1:]
     assert_same_state(before, cluster.state())
     counts = recap(output)
     assert sorted(counts) == ['compute1', 'compute2', 'storage1'], output[-3000:]
@@ -100,7 +100,7 @@ def test_two_runs_at_once_serialize(cluster, tmp_path):
         ]}]))
     command = [str(BIN / 'ansible-playbook'), str(play), '-v']
     runs = [subprocess.Popen(command, cwd=REPO, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True) for _ in range(2)]
+                             text=True) for dummy in range(2)]
     outputs = [run.communicate(timeout=900)[0] for run in runs]
     try:
         assert [run.returncode for run in runs] == [0, 0], outputs
@@ -187,6 +187,6 @@ def test_compute_reboot_brings_everything_back_before_the_consumer(cluster, node
     cluster.wait_for('sessions and maps of %s back' % node, lambda: paths_healthy(cluster), 180)
     # the inventory's LVs are activated again by the play, which then has nothing else to do
     cluster.playbook('playbooks/shared_lvm.yml', '--limit', node)
-    _, output, _ = cluster.playbook('playbooks/shared_lvm.yml', '--limit', node)
+    output = cluster.playbook('playbooks/shared_lvm.yml', '--limit', node)[1]
     assert recap(output)[node]['changed'] == 0, output[-3000:]
     print('%s reboot: %.0f s' % (node, took))
