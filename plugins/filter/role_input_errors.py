@@ -15,9 +15,11 @@ import re
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.openblock.storage.plugins.filter.cinder_volumes import _check, attached_hosts
+from ansible_collections.openblock.storage.plugins.module_utils.iscsi import auth_value_errors
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import name_error
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error, parse_portal
 from ansible_collections.openblock.storage.plugins.module_utils.sizes import SizeError, parse_percent, parse_size
+from ansible_collections.openblock.storage.plugins.module_utils.tgt import _account as tgt_account
 
 # A multipath alias becomes /dev/mapper/<alias>: no spaces, quotes, braces or slashes.
 _ALIAS_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$')
@@ -64,8 +66,27 @@ def _prefix_error(prefix, option, sample, example):
             'iqn.YYYY-MM.reversed.domain, such as %s' % (option, prefix, str(prefix) + sample, example))
 
 
-def storage_node_errors(values, groups, hostvars):
+def _chap_errors(chap, option, tgt):
+    """Errors in a CHAP account {user, password} (None = no CHAP); never shows the password.
+
+    ``tgt`` applies tgt's rules (the account of the targets), else iscsiadm's (the initiator's).
+    """
     errors = []
+    if chap is None:
+        return errors
+    if not isinstance(chap, dict) or set(chap) != {'user', 'password'}:
+        keys = sorted(chap) if isinstance(chap, dict) else type(chap).__name__
+        return ['%s must be a dict with exactly user and password (got %s); or leave it unset for no CHAP'
+                % (option, keys)]
+    if tgt:
+        tgt_account(chap, option, errors)
+    else:
+        errors += auth_value_errors(chap, option)
+    return errors
+
+
+def storage_node_errors(values, groups, hostvars):
+    errors = _chap_errors(values.get('storage_node_chap'), 'storage_node_chap', tgt=True)
     for option, lv in (('storage_node_vg', False), ('storage_node_pool', True)):
         error = name_error(values.get(option), option, lv=lv)
         if error:
@@ -120,7 +141,7 @@ def storage_node_errors(values, groups, hostvars):
 
 
 def compute_initiator_errors(values):
-    errors = []
+    errors = _chap_errors(values.get('compute_initiator_chap'), 'compute_initiator_chap', tgt=False)
     for index, portal in enumerate(values.get('compute_initiator_portals') or []):
         try:
             parse_portal(portal, 'compute_initiator_portals[%d]' % index)

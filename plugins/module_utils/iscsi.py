@@ -28,6 +28,8 @@ STARTUP_KEY = 'node.startup'
 NODE_AUTH_PREFIX = 'node.session.auth.'
 DISCOVERY_AUTH_PREFIX = 'discovery.sendtargets.auth.'
 SECRET_FIELDS = ('password', 'password_in')
+# open-iscsi keeps CHAP names and secrets in fixed 256-byte fields of its records.
+AUTH_MAX = 255
 
 
 def portal_key(text):
@@ -184,6 +186,24 @@ def _lines(path):
             return handle.read().splitlines()
     except OSError:
         return []
+
+
+# ---------------------------------------------------------------- validation
+
+def auth_value_errors(auth, option):
+    """Errors in the CHAP fields of ``auth`` (user names and secrets) that iscsiadm cannot store.
+
+    A field whose name starts with ``password`` is a secret: its value is never put in a message.
+    """
+    errors = []
+    for field, value in auth.items():
+        if value is None:
+            continue
+        shown = 'the value' if field.startswith('password') else repr(value)
+        if not isinstance(value, str) or value == '' or len(value) > AUTH_MAX or re.search(r'\s', value):
+            errors.append('%s.%s: %s must be 1 to %d characters without spaces or newlines'
+                          % (option, field, shown, AUTH_MAX))
+    return errors
 
 
 # ---------------------------------------------------------------- planning

@@ -257,9 +257,6 @@ from ansible_collections.openblock.storage.plugins.module_utils.plan import Acti
 
 BY_PATH = '/dev/disk/by-path'
 _IFACE_RE = re.compile(r'^[A-Za-z0-9_.:-]+$')
-# open-iscsi keeps CHAP names and secrets in fixed 256-byte fields of its records.
-AUTH_MAX = 255
-
 AUTH_SPEC = dict(
     username=dict(type='str', required=True),
     password=dict(type='str', required=True, no_log=True),
@@ -300,14 +297,7 @@ def validate(params):
         elif auth.get('password_in') and not auth.get('username_in'):
             errors.append('%s.password_in without username_in: mutual CHAP needs both; add username_in or '
                           'drop password_in' % option)
-        for field, value in auth.items():
-            secret = field.startswith('password')
-            shown = 'the value' if secret else repr(value)
-            if value is None:
-                continue
-            if value == '' or len(value) > AUTH_MAX or re.search(r'\s', value):
-                errors.append('%s.%s: %s must be 1 to %d characters without spaces or newlines'
-                              % (option, field, shown, AUTH_MAX))
+        errors += iscsi.auth_value_errors(auth, option)
     if params['state'] == 'absent':
         for option in ('startup', 'node_auth', 'discovery_auth'):
             if params[option]:

@@ -35,8 +35,52 @@ def test_compute_initiator_defaults_pass():
     values = defaults('compute_initiator')
     values.update(compute_initiator_portals=['10.50.1.10:3260', '[fd00::10]:3260', '10.50.2.10'],
                   compute_initiator_targets=['iqn.2010-10.org.openstack:volume-vol1'],
-                  compute_initiator_lvm_filter_accept=['a|^/dev/mapper/shared-lun$|'])
+                  compute_initiator_lvm_filter_accept=['a|^/dev/mapper/shared-lun$|'],
+                  compute_initiator_chap=None)  # the default is a template: the storage node's account
     assert role_input_errors(values, 'compute_initiator') == []
+
+
+SECRET = 'lab-only-Zq8fT2mWx9'
+
+
+def test_chap_accounts_pass_on_both_sides():
+    chap = dict(user='openblock-lab', password=SECRET)
+    assert role_input_errors(dict(defaults('storage_node'), storage_node_chap=chap), 'storage_node') == []
+    assert role_input_errors(dict(storage_node_chap=None), 'storage_node') == role_input_errors(
+        dict(), 'storage_node')
+    assert role_input_errors(dict(compute_initiator_chap=chap), 'compute_initiator') == role_input_errors(
+        dict(compute_initiator_chap=None), 'compute_initiator')
+
+
+@pytest.mark.parametrize('chap, words', [
+    (dict(user='open lab', password=SECRET), ["storage_node_chap.user='open lab'", '1 to 64']),
+    (dict(user='openblock-lab', password='short-1'), ['storage_node_chap.password', 'shorter than 12']),
+    (dict(user='openblock-lab', password=SECRET + ' #x'), ['storage_node_chap.password', 'shell']),
+    (dict(user='openblock-lab'), ['storage_node_chap must be a dict with exactly user and password']),
+    ('openblock-lab:' + SECRET, ['storage_node_chap must be a dict', 'got str']),
+])
+def test_bad_storage_node_chap_is_named_without_its_password(chap, words):
+    errors = role_input_errors(dict(defaults('storage_node'), storage_node_chap=chap), 'storage_node')
+    assert len(errors) == 1, errors
+    for word in words:
+        assert word in errors[0], errors
+    assert SECRET not in errors[0]
+
+
+@pytest.mark.parametrize('chap, words', [
+    (dict(user='', password=SECRET), ["compute_initiator_chap.user: ''", '1 to 255 characters']),
+    (dict(user='openblock-lab', password=SECRET + ' x'), ['compute_initiator_chap.password: the value']),
+    (dict(user='openblock-lab', password='x' * 256), ['compute_initiator_chap.password: the value', '255']),
+    (dict(user='openblock-lab', password=SECRET, extra=1), ["got ['extra', 'password', 'user']"]),
+])
+def test_bad_compute_initiator_chap_is_named_without_its_password(chap, words):
+    values = dict(compute_initiator_chap=chap, compute_initiator_iqn_prefix='iqn.2010-10.org.openstack:',
+                  compute_initiator_name_prefix='iqn.2004-10.com.ubuntu')
+    errors = role_input_errors(values, 'compute_initiator')
+    assert len(errors) == 1, errors
+    for word in words:
+        assert word in errors[0], errors
+    assert SECRET not in errors[0] and 'x' * 20 not in errors[0]
 
 
 def test_multipath_aliases_of_each_kind_pass():
