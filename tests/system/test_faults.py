@@ -33,10 +33,12 @@ WantedBy=multi-user.target
 
 
 def targets(cluster):
-    """The tgt configuration that must survive: targets, LUNs, ACLs and accounts, no sessions."""
-    return (cluster.out('storage1', 'tgtadm --lld iscsi --mode target --op show '
-                                    '| sed "/I_T nexus information:/,/LUN information:/d"'),
-            cluster.out('storage1', 'tgtadm --lld iscsi --mode account --op show'))
+    """The tgt configuration that must survive: targets, LUNs, ACLs and accounts, not the sessions,
+    nor the target ids, which tgt hands out again in its own order after a restart."""
+    show = cluster.out('storage1', 'tgtadm --lld iscsi --mode target --op show '
+                                   '| sed "/I_T nexus information:/,/LUN information:/d"')
+    blocks = sorted(re.sub(r'^Target \d+: ', 'Target: ', block) for block in re.split(r'^(?=Target \d+: )', show, flags=re.M))
+    return blocks, cluster.out('storage1', 'tgtadm --lld iscsi --mode account --op show')
 
 
 def paths_healthy(cluster):
@@ -55,9 +57,11 @@ def paths_healthy(cluster):
 def start_write(cluster):
     """Write fresh random data through the multipath device, slowly enough that a fault lands mid-write."""
     cluster.sh('compute1', 'head -c %dM /dev/urandom > /root/fault-pattern && rm -f /root/fault-write.rc' % WRITE_MIB)
-    cluster.sh('compute1', "nohup sh -c 'for i in $(seq 0 %d); do dd if=/root/fault-pattern of=%s bs=1M skip=$i seek=$i "
+    # every descriptor of the background job goes to files, so that ssh returns at once
+    cluster.sh('compute1', "( sh -c 'for i in $(seq 0 %d); do dd if=/root/fault-pattern of=%s bs=1M skip=$i seek=$i "
                            "count=1 oflag=direct status=none || exit 1; sleep 0.3; done; echo 0 > /root/fault-write.rc' "
-                           "> /root/fault-write.log 2>&1 || echo 1 > /root/fault-write.rc &" % (WRITE_MIB - 1, MAP))
+                           "|| echo 1 > /root/fault-write.rc ) < /dev/null > /root/fault-write.log 2>&1 &"
+               % (WRITE_MIB - 1, MAP))
     time.sleep(2)
     assert cluster.sh('compute1', 'test -e /root/fault-write.rc', check=False)[0] != 0, 'the write ended too early'
 
