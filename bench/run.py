@@ -4,10 +4,11 @@ Started by `make bench`. Boots lab/topologies/bench.toml (storage1 + compute1) i
 (.build/lab-bench), times playbooks with ansible-runner events and writes bench/results.json,
 bench/RESULTS.md and bench/scale.png. Phases, in order:
 
-1. ours on freshly booted VMs: the site converge, its no-op re-runs, then the scale figure
-   (N thin volumes + N targets, converge and no-op) and the bare read commands at each N;
-2. the lab booted afresh, the same for the peer; peer sizes above --peer-max-n are estimated
-   from the per-object cost measured at the largest N that ran.
+1. the peer on freshly booted VMs: the site converge, its no-op re-runs, then the scale figure
+   (N thin volumes + N targets, converge and no-op); peer sizes above --peer-max-n are estimated,
+   from a straight line through its measured sizes, or with one measured size by scaling its
+   looping tasks by N;
+2. the lab booted afresh, the same for ours, plus the bare read commands at each N.
 
 `--report` only rewrites RESULTS.md and the plot from bench/results.json.
 """
@@ -187,7 +188,11 @@ def summarize(events):
 # ------------------------------------------------------------------------------------------
 # Phases
 
+CLOCK = {'started': time.monotonic()}  # main() moves it back by the wall time of a resumed bench
+
+
 def save(data):
+    data['meta']['wall'] = time.monotonic() - CLOCK['started']
     with open(RESULTS_JSON, 'w') as handle:
         json.dump(data, handle, indent=1, sort_keys=True)
 
@@ -224,7 +229,15 @@ def bare_reads(reps):
     return statistics.median(times), times
 
 
+def site_done(who, data, reps):
+    entry = data.get('site', {}).get(who, {})
+    return bool(entry.get('converge')) and len(entry.get('noop', [])) >= reps
+
+
 def phase_site(who, data, reps, playbook):
+    if site_done(who, data, reps):
+        log('%s site: kept from results.json' % who)
+        return
     entry = data.setdefault('site', {}).setdefault(who, {})
     res = run_playbook(who, playbook, '%s-site-converge' % who)
     show('%s site converge (bare VMs)' % who, res)
@@ -244,6 +257,11 @@ def phase_scale(who, data, sizes, reps_for, playbook, read_reps=0):
     entry = data.setdefault('scale', {}).setdefault(who, {})
     for n in sizes:
         conv_reps, noop_reps = reps_for(n)
+        old = entry.get(str(n), {})
+        if len(old.get('converge', [])) >= conv_reps and len(old.get('noop', [])) >= noop_reps and (
+                not read_reps or 'bare_reads' in old):
+            log('%s N=%d: kept from results.json' % (who, n))
+            continue
         point = entry[str(n)] = {'converge': [], 'noop': []}
         for rep in range(conv_reps):
             clean_scale()
@@ -317,6 +335,19 @@ def per_object_fit(points):
     return my - b * mx, b
 
 
+# The peer's scale tasks that loop over the N objects; its other tasks run once whatever N is.
+PEER_LOOPS = ('Thin volumes', 'Create the targets that are missing', 'Add their LUN', 'Allow the initiator')
+
+
+def peer_scaled(points, kind, n):
+    """The peer at size n from its largest measured size n0: each looping task's time times n/n0,
+    the other tasks' time as it is (median over the runs)."""
+    n0 = max(int(size) for size, point in points.items() if point[kind])
+    runs = points[str(n0)][kind]
+    return statistics.median(
+        sum(t['duration'] * (float(n) / n0 if t['name'] in PEER_LOOPS else 1.0) for t in r['tasks']) for r in runs)
+
+
 def scale_table(data):
     """{kind: {N: (ours, peer, peer_estimated)}} of medians of the scale tasks' seconds."""
     table = {}
@@ -326,12 +357,14 @@ def scale_table(data):
         for who in ('ours', 'peer'):
             measured[who] = dict((int(n), med(p[kind], 'tasks_sum')) for n, p in data['scale'].get(who, {}).items()
                                  if p[kind])
-        fit = per_object_fit(sorted(measured['peer'].items())) if measured['peer'] else None
+        fit = per_object_fit(sorted(measured['peer'].items())) if len(measured['peer']) > 1 else None
         rows = {}
         for n in sizes:
             peer, estimated = measured['peer'].get(n), False
             if peer is None and fit:
                 peer, estimated = fit[0] + fit[1] * n, True
+            elif peer is None and measured['peer']:
+                peer, estimated = peer_scaled(data['scale']['peer'], kind, n), True
             rows[n] = (measured['ours'].get(n), peer, estimated)
         table[kind] = rows
     return table
@@ -414,7 +447,13 @@ def write_report(data):
                 ratio(ours, peer), fmt(ours and ours / n * 1000, 0), fmt(peer and peer / n * 1000, 0),
                 ' (est.)' if est else '', reps))
     est_n = [n for n in table['noop'] if table['noop'][n][2]]
-    if est_n:
+    measured_n = sorted(int(n) for n, p in data['scale'].get('peer', {}).items() if p['noop'])
+    if est_n and len(measured_n) == 1:
+        lines += ['', 'Estimated (not run): the peer at N = %s, from its runs at N = %d: each task that loops '
+                  'over the objects (%s) scaled by N / %d, the tasks that run once (the `tgtadm --op show`, the '
+                  'template) as measured.' % (', '.join(map(str, est_n)), measured_n[0],
+                                              ', '.join('"%s"' % t for t in PEER_LOOPS), measured_n[0])]
+    elif est_n:
         fit_conv = per_object_fit(sorted((int(n), med(p['converge'], 'tasks_sum'))
                                          for n, p in data['scale']['peer'].items() if p['converge']))
         fit_noop = per_object_fit(sorted((int(n), med(p['noop'], 'tasks_sum'))
@@ -553,11 +592,16 @@ def plot(table):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--sizes', default='10,100,500', help='N of the scale figure')
-    parser.add_argument('--reps', type=int, default=3, help='repetitions of no-op runs and small converges')
+    parser.add_argument('--reps', type=int, default=3, help='repetitions of our scale runs and of the bare reads')
+    parser.add_argument('--site-reps', type=int, default=2, help='no-op re-runs of the site, each side')
+    parser.add_argument('--peer-reps', type=int, default=2,
+                        help='repetitions of the peer\'s scale runs (its loops are slow)')
     parser.add_argument('--big-n', type=int, default=100,
                         help='from this N on, our converge runs once (each thin volume is one lvcreate)')
-    parser.add_argument('--peer-max-n', type=int, default=100,
-                        help='larger peer sizes are estimated; at this N the peer runs once')
+    parser.add_argument('--peer-max-n', type=int, default=10,
+                        help='larger peer sizes are estimated from the measured ones')
+    parser.add_argument('--resume', action='store_true',
+                        help='keep the runs bench/results.json already has (an interrupted bench) and do the rest')
     parser.add_argument('--report', action='store_true', help='only rewrite RESULTS.md and the plot')
     parser.add_argument('--keep', action='store_true', help='leave the lab running at the end')
     parser.add_argument('--only', choices=('ours', 'peer'), help='run one side only (for testing)')
@@ -572,23 +616,35 @@ def main():
         raise SystemExit('the peer venv %s is missing: run `make bench`' % PEER_VENV)
 
     started = time.monotonic()
-    data = {'meta': {'sizes': sizes, 'site_reps': args.reps}}
+    data = {'meta': {}}
+    if args.resume and os.path.exists(RESULTS_JSON):
+        with open(RESULTS_JSON) as handle:
+            data = json.load(handle)
+        started -= data['meta'].get('wall', 0)
+    CLOCK['started'] = started
+    data['meta'].update(sizes=sizes, site_reps=args.site_reps)
     try:
-        if args.only != 'peer':
-            log('ours: booting bare VMs')
-            lab_fresh()
+        if args.only != 'ours':
+            if site_done('peer', data, args.site_reps):
+                lab_reuse()
+            else:
+                log('peer: booting bare VMs')
+                lab_fresh()
             data['meta'].update(versions())
-            phase_site('ours', data, args.reps, 'ours/site.yml')
+            phase_site('peer', data, args.site_reps, 'peer/site.yml')
+            phase_scale('peer', data, [n for n in sizes if n <= args.peer_max_n],
+                        lambda n: (args.peer_reps, args.peer_reps), 'peer/scale.yml')
+        if args.only != 'peer':
+            if site_done('ours', data, args.site_reps):
+                lab_reuse()
+            else:
+                log('ours: booting bare VMs')
+                lab_fresh()
+            data['meta'].update(versions())
+            phase_site('ours', data, args.site_reps, 'ours/site.yml')
             phase_scale('ours', data, sizes,
                         lambda n: (1 if n >= args.big_n else args.reps, args.reps), 'ours/scale.yml',
                         read_reps=args.reps)
-        if args.only != 'ours':
-            log('peer: booting bare VMs')
-            lab_fresh()
-            data['meta'].update(versions())
-            phase_site('peer', data, args.reps, 'peer/site.yml')
-            phase_scale('peer', data, [n for n in sizes if n <= args.peer_max_n],
-                        lambda n: (1, 1) if n >= args.peer_max_n else (args.reps, args.reps), 'peer/scale.yml')
     finally:
         data['meta']['wall'] = time.monotonic() - started
         save(data)
