@@ -400,7 +400,9 @@ def main():
                 if portal in pending_db:
                     module.warn('check mode: discovery at %s is skipped until discovery_auth is applied' % portal)
                     continue
-                out = runner.read(iscsi.discovery_argv(portal, iface), what='SendTargets discovery at %s' % portal)[1]
+                # exit 21: the portal offers no target at all, reported below as targets not offered
+                out = runner.read(iscsi.discovery_argv(portal, iface), ok_rcs=(0, iscsi.RC_NO_OBJECTS),
+                                  what='SendTargets discovery at %s' % portal)[1]
                 discovered += iscsi.parse_targets(out)
 
         pairs, errors = iscsi.resolve_pairs(state, targets, portals, iface, nodes, sessions, discovered,
