@@ -1,0 +1,170 @@
+"""The `lab` rows of tests/bad_inputs.yml: every module refuses bad input and destructive requests
+on the real tools, before anything changes.
+
+All rows run in one ansible-playbook run (one task per row, ignore_errors, registered); the VM's
+LVM, tgt, iSCSI, mount and signature state is read before and after and must be identical.
+
+Resources of this file only (all removed at the end): disks virtio-spare1..3, VG itest_bad, mount
+points /mnt/itest-bad and /mnt/itest-bad-iscsi, files under /var/tmp/itest-bad, target
+iqn.2026-11.test.bad:used and its node record, the holder process /run/itest-bad-holder.pid.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TABLE = REPO / 'tests' / 'bad_inputs.yml'
+ROWS = [row for row in yaml.safe_load(TABLE.read_text())['rows'] if row['where'] == 'lab']
+
+USED = 'iqn.2026-11.test.bad:used'
+LUN = '/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-%s-lun-1' % USED
+DISKS = ' '.join('/dev/disk/by-id/virtio-spare%d' % n for n in (1, 2, 3))
+
+CLEANUP = r'''
+umount /mnt/itest-bad-iscsi 2>/dev/null; umount /mnt/itest-bad 2>/dev/null
+rmdir /mnt/itest-bad-iscsi /mnt/itest-bad 2>/dev/null
+iscsiadm -m node -T {used} -u >/dev/null 2>&1; iscsiadm -m node -T {used} -o delete >/dev/null 2>&1
+tid=$(tgtadm --lld iscsi --mode target --op show | sed -n "s/^Target \([0-9]*\): {used}\$/\1/p")
+[ -n "$tid" ] && tgtadm --lld iscsi --mode target --op delete --force --tid $tid
+test -f /run/itest-bad-holder.pid && kill $(cat /run/itest-bad-holder.pid); rm -f /run/itest-bad-holder.pid
+sleep 1
+vgremove -q -f itest_bad 2>/dev/null
+for d in {disks}; do pvremove -q -y $d 2>/dev/null; wipefs -q --all $d; done
+rm -rf /var/tmp/itest-bad
+true
+'''.format(used=USED, disks=DISKS)
+
+SETUP = r'''
+set -e
+mkfs.ext4 -q -F /dev/disk/by-id/virtio-spare1
+mkfs.ext4 -q -F /dev/disk/by-id/virtio-spare3
+mkdir -p /mnt/itest-bad && mount /dev/disk/by-id/virtio-spare3 /mnt/itest-bad
+pvcreate -q /dev/disk/by-id/virtio-spare2 && vgcreate -q itest_bad /dev/disk/by-id/virtio-spare2
+lvcreate -q -y --type thin-pool -L 128M -n pool itest_bad
+lvcreate -q -y -V 64M -T itest_bad/pool -n vol-a
+lvcreate -q -y -V 64M -T itest_bad/pool -n vol-open
+(setsid sh -c 'echo $$ > /run/itest-bad-holder.pid; exec sleep 86400' < /dev/itest_bad/vol-open > /dev/null 2>&1 &)
+mkdir -p /var/tmp/itest-bad
+truncate -s 32M /var/tmp/itest-bad/used.img
+truncate -s 8M /var/tmp/itest-bad/spare.img
+tid=$(tgtadm --lld iscsi --mode target --op show | sed -n 's/^Target \([0-9]*\): .*/\1/p' | sort -n | tail -1)
+tid=$(( ${{tid:-0}} + 1 ))
+tgtadm --lld iscsi --mode target --op new --tid $tid -T {used}
+tgtadm --lld iscsi --mode logicalunit --op new --tid $tid --lun 1 -b /var/tmp/itest-bad/used.img
+tgtadm --lld iscsi --mode target --op bind --tid $tid -I 127.0.0.1
+iscsiadm -m node -T {used} -p 127.0.0.1:3260 -o new >/dev/null
+iscsiadm -m node -T {used} -p 127.0.0.1:3260 --login >/dev/null
+udevadm settle
+for i in $(seq 50); do test -b {lun} && break; sleep 0.2; done
+mkfs.ext4 -q -F {lun}
+mkdir -p /mnt/itest-bad-iscsi && mount {lun} /mnt/itest-bad-iscsi
+sleep 1
+'''.format(used=USED, lun=LUN)
+
+# Everything a refused request must leave as it was.
+STATE = r'''
+vgs --units b -o vg_name,vg_size,vg_free,pv_count,lv_count
+pvs --units b -o pv_name,vg_name,pv_size,pv_used
+lvs -a --units b -o lv_name,vg_name,lv_attr,lv_size,pool_lv,origin,data_percent
+wipefs --no-act {disks}
+echo tgt; tgtadm --lld iscsi --mode target --op show; tgtadm --lld iscsi --mode account --op show
+echo conf.d; ls -l /etc/tgt/conf.d
+echo nodes; iscsiadm -m node 2>&1
+echo sessions; iscsiadm -m session 2>&1
+echo mounts; findmnt -rn -o TARGET,SOURCE,FSTYPE
+echo mapper; ls /dev/mapper
+'''.format(disks=DISKS)
+
+PLAY = """- name: Bad input and destructive requests, one task per row of tests/bad_inputs.yml
+  hosts: lab1
+  gather_facts: false
+  tasks:
+%s
+    - name: Write every result on the controller
+      ansible.builtin.copy:
+        content: "{{ {%s} | to_json }}"
+        dest: %s
+        mode: "0600"
+      delegate_to: localhost
+      vars:
+        ansible_connection: local
+        ansible_python_interpreter: "{{ ansible_playbook_python }}"
+"""
+
+TASK = """    - name: %s
+      openblock.storage.%s: %s
+      register: bad_input_%d
+      ignore_errors: true
+"""
+
+
+@pytest.fixture(scope='module')
+def run(lab, tmp_path_factory):
+    """Prepare the VM, run every lab row in one play; yield (results by id, output, state before, state after)."""
+    lab.sh(CLEANUP, check=False)
+    lab.sh(SETUP)
+    try:
+        tmp = tmp_path_factory.mktemp('bad-inputs')
+        results_file = tmp / 'results.json'
+        tasks = ''.join(TASK % (row['id'], row['target'], json.dumps(row['args']), index)
+                        for index, row in enumerate(ROWS))
+        mapping = ', '.join("'%s': bad_input_%d" % (row['id'], index) for index, row in enumerate(ROWS))
+        playbook = tmp / 'play.yml'
+        playbook.write_text(PLAY % (tasks, mapping, results_file))
+        before = lab.out(STATE)
+        started = time.monotonic()
+        proc = subprocess.run([str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(lab.inventory),
+                               str(playbook)], env=dict(lab.env, ANSIBLE_NOCOLOR='1'), capture_output=True,
+                              text=True, timeout=1800, check=False)
+        print('\n%d lab rows in one play: %.1f s' % (len(ROWS), time.monotonic() - started))
+        output = proc.stdout + proc.stderr
+        assert results_file.exists(), output[-5000:]
+        results = json.loads(results_file.read_text())
+        after = lab.out(STATE)
+        yield results, output + results_file.read_text(), before, after
+    finally:
+        lab.sh(CLEANUP, check=False)
+        assert lab.out('wipefs --no-act --noheadings %s' % DISKS).strip() == ''
+        assert 'itest_bad' not in lab.out('vgs --noheadings -o vg_name')
+
+
+def test_the_table_covers_every_module():
+    modules = {path.stem for path in (REPO / 'plugins' / 'modules').glob('*.py') if path.stem != '__init__'}
+    assert {row['target'] for row in ROWS} == modules
+    ids = [row['id'] for row in yaml.safe_load(TABLE.read_text())['rows']]
+    assert len(ids) == len(set(ids)), 'row ids must be unique'
+
+
+def test_nothing_changed_on_the_vm(run):
+    _results, _output, before, after = run
+    assert after == before
+    # The fixture's setup is what the rows rely on: a refusal of the wrong kind would not show here.
+    assert 'itest_bad' in before and USED in before and '/mnt/itest-bad-iscsi' in before
+
+
+def test_no_secret_appears_anywhere(run):
+    _results, output, _before, _after = run
+    for row in ROWS:
+        if row.get('secret'):
+            assert row['secret'] not in output, row['id']
+
+
+@pytest.mark.parametrize('row', ROWS, ids=[row['id'] for row in ROWS])
+def test_row_is_refused_naming_option_and_value(run, row):
+    results = run[0]
+    result = results[row['id']]
+    assert result.get('failed') is True, result
+    assert result.get('changed') is False, result
+    assert result['commands'] == [], result  # every refusal reports what it ran: nothing
+    message = result.get('msg', '')
+    assert row['option'] in message, message
+    if 'value' in row:
+        assert str(row['value']) in message, message
+    assert row['expect'] in message, message

@@ -1,0 +1,83 @@
+"""sanlock_vg on the lab VM: removing a shared VG whose LV is active on this host is refused,
+with or without force, and goes through once the LV is deactivated.
+
+A shared VG needs no second host: lvmlockd and sanlock run the same way with one. The fixture
+turns the VM into a one-host sanlock setup and undoes it at the end.
+
+Resources of this file only: disk virtio-spare1, VG itest_sanlock; /etc/lvm/lvm.conf and
+/etc/lvm/lvmlocal.conf (saved under /run and restored); the services wdmd, sanlock and lvmlockd
+(stopped again); the softdog module, loaded with soft_noboot=1 when the VM has no watchdog, so a
+watchdog that fires can never reboot the VM under the other test files. Every LVM and systemctl
+command of setup and cleanup runs under coreutils timeout, and the module calls give
+lock_start_timeout, so a stuck lock daemon fails the file within minutes instead of hanging it.
+"""
+
+import pytest
+
+DISK = '/dev/disk/by-id/virtio-spare1'
+VG = 'itest_sanlock'
+SAVED = '/run/itest-sanlock'
+
+SETUP = r'''
+set -e
+mkdir -p {saved}
+cp -a /etc/lvm/lvm.conf /etc/lvm/lvmlocal.conf {saved}/
+test -e /dev/watchdog || modprobe softdog soft_noboot=1
+sed -i 's/^\s*#\?\s*use_lvmlockd\s*=.*/\tuse_lvmlockd = 1/' /etc/lvm/lvm.conf
+sed -i 's/^\s*#\?\s*host_id\s*=.*/\thost_id = 1/' /etc/lvm/lvmlocal.conf
+test "$(lvmconfig global/use_lvmlockd)" = use_lvmlockd=1
+test "$(lvmconfig local/host_id)" = host_id=1
+timeout 120 systemctl start wdmd sanlock lvmlockd
+timeout 300 vgcreate -q --shared --lock-type sanlock {vg} {disk}
+timeout 120 lvcreate -q -y -L 8M -n lv1 --activate ey {vg}
+'''.format(saved=SAVED, vg=VG, disk=DISK)
+
+CLEANUP = r'''
+if vgs {vg} >/dev/null 2>&1; then
+  timeout 300 vgchange -q --lock-start {vg}; timeout 60 lvchange -q -an {vg}; timeout 120 vgremove -q -f {vg}
+  timeout 60 vgchange -q --lock-stop {vg} 2>/dev/null
+fi
+timeout 120 systemctl stop lvmlockd sanlock wdmd
+if test -d {saved}; then cp -a {saved}/lvm.conf {saved}/lvmlocal.conf /etc/lvm/; rm -rf {saved}; fi
+pvremove -q -y {disk} 2>/dev/null; wipefs -q --all {disk}
+true
+'''.format(saved=SAVED, vg=VG, disk=DISK)
+
+
+def lv_state(lab):
+    return lab.out('lvs --noheadings -o lv_name,lv_attr %s; vgs --noheadings -o vg_name,lv_count %s' % (VG, VG))
+
+
+@pytest.fixture(scope='module')
+def shared_vg(lab):
+    lab.sh(CLEANUP, check=False)
+    try:
+        lab.sh(SETUP, timeout=900)
+        yield lab
+    finally:
+        lab.sh(CLEANUP, check=False)
+        assert lab.out('lvmconfig global/use_lvmlockd 2>/dev/null || true').strip() != 'use_lvmlockd=1'
+        assert lab.out('wipefs --no-act --noheadings %s' % DISK).strip() == ''
+
+
+def test_removal_with_an_active_lv_is_refused_even_with_force(shared_vg):
+    lab = shared_vg
+    before = lv_state(lab)
+    assert 'lv1' in before and '-wi-a-' in before
+    result = lab.module('sanlock_vg', dict(name=VG, state='absent'))
+    assert result['failed'] and result['commands'] == []
+    assert 'state=absent: LV(s) lv1 of %s are active on this host; deactivate them first' % VG in result['msg']
+    assert 'still holds 1 LV(s) (lv1); set force=true' in result['msg']
+    result = lab.module('sanlock_vg', dict(name=VG, state='absent', force=True))
+    assert result['failed'] and result['commands'] == []
+    assert 'LV(s) lv1 of %s are active on this host' % VG in result['msg'] and 'set force=true' not in result['msg']
+    assert lv_state(lab) == before
+
+
+def test_removal_goes_through_once_the_lv_is_inactive(shared_vg):
+    lab = shared_vg
+    result = lab.module('sanlock_vg', dict(name=VG, lvs=[dict(name='lv1', activation='inactive')], lock_start_timeout=120))
+    assert result['changed'] and result['lvs']['lv1']['activation'] == 'inactive', result
+    result = lab.module('sanlock_vg', dict(name=VG, state='absent', force=True, lock_start_timeout=120))
+    assert result['changed'] and result['commands'][-1] == 'vgremove --force %s' % VG, result
+    assert lab.sh('vgs %s' % VG, check=False)[0] != 0
