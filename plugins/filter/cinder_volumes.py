@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Turn the inventory's storage_node_volumes into the arguments of lvm_thinvol and tgt_target.
+"""Turn the inventory's storage_node_volumes into the arguments of lvm_thinvol (or lvm_thickvol) and tgt_target.
 
-A volume is a thin LV (``size``) or a disk of the storage node exported as it is (``device``).
+A volume is an LV (``size``), thin or thick as the role's lvm_type says, or a disk of the storage node
+exported as it is (``device``). Either kind of LV is /dev/<vg>/volume-<name>.
 
 Kept in Python, not Jinja, so the ACL derivation (which initiators may see which volume) is one
 readable function with unit tests.
@@ -38,7 +39,7 @@ def _check(volume, index):
 
 
 def thin_volumes(volumes, state='present'):
-    """The lvm_thinvol ``volumes`` list for the declared volumes in ``state``."""
+    """The lvm_thinvol / lvm_thickvol ``volumes`` list for the declared volumes in ``state``."""
     result = []
     for index, volume in enumerate(volumes or []):
         name, vstate = _check(volume, index)

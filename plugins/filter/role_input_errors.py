@@ -16,7 +16,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.openblock.storage.plugins.filter.cinder_volumes import _check, attached_hosts
 from ansible_collections.openblock.storage.plugins.module_utils.iscsi import auth_value_errors
-from ansible_collections.openblock.storage.plugins.module_utils.lvm import name_error
+from ansible_collections.openblock.storage.plugins.module_utils.lvm import CLEAR_CHOICES, clear_size_error, name_error
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error, parse_portal
 from ansible_collections.openblock.storage.plugins.module_utils.sizes import SizeError, parse_percent, parse_size
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import _account as tgt_account
@@ -85,14 +85,36 @@ def _chap_errors(chap, option, tgt):
     return errors
 
 
+def _lvm_type_errors(values):
+    """Errors in storage_node_lvm_type and the thick volumes' clear settings (absent variables are not checked)."""
+    errors = []
+    for option, choices in (('storage_node_lvm_type', ('thin', 'thick')), ('storage_node_volume_clear', CLEAR_CHOICES)):
+        if option in values and values[option] not in choices:
+            errors.append('%s=%r: choose %s' % (option, values[option], ' or '.join(choices)))
+    if 'storage_node_volume_clear_size' in values:
+        value = values['storage_node_volume_clear_size']
+        # inventory values may be strings of digits; the module's int option takes them
+        error = clear_size_error(int(value) if isinstance(value, str) and value.isdigit() else value,
+                                 'storage_node_volume_clear_size')
+        if error:
+            errors.append(error)
+    return errors
+
+
 def storage_node_errors(values, groups, hostvars):
     errors = _chap_errors(values.get('storage_node_chap'), 'storage_node_chap', tgt=True)
+    errors += _lvm_type_errors(values)
+    thick = values.get('storage_node_lvm_type') == 'thick'
     for option, lv in (('storage_node_vg', False), ('storage_node_pool', True)):
+        if option == 'storage_node_pool' and thick:
+            continue
         error = name_error(values.get(option), option, lv=lv)
         if error:
             errors.append(error)
     for option, percent in (('storage_node_pool_size', True), ('storage_node_backing_file_size', False)):
         if option == 'storage_node_backing_file_size' and values.get('storage_node_devices'):
+            continue
+        if option == 'storage_node_pool_size' and thick:
             continue
         error = _size_error(values.get(option), option, percent)
         if error:

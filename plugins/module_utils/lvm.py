@@ -15,7 +15,7 @@ import copy
 import json
 import re
 
-from ansible_collections.openblock.storage.plugins.module_utils.plan import Action
+from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, Runner, diff_result, host_lock
 from ansible_collections.openblock.storage.plugins.module_utils.sizes import (
     SizeError, human, parse_percent, parse_size, round_up)
 
@@ -97,6 +97,40 @@ def read_lvs(runner, vg):
     return parse_report(runner.read(report_argv('lvs', LV_FIELDS, vg), what='reading logical volumes of %s' % vg)[1], 'lv')
 
 
+def converge_lvs(module, vg_name, plan, view, facts, predicted):
+    """Read VG ``vg_name`` and its LVs, plan, apply, re-read, and exit the module with the result.
+
+    The body that lvm_thinvol and lvm_thickvol share: ``plan(vg, lvs)`` returns ``(actions, expected
+    view)`` or raises Refusal, ``view(lvs)`` is what diff mode shows, ``facts(lvs)`` the objects the
+    module returns; ``predicted`` says what check mode would do once a VG that does not exist yet
+    (an earlier task may create it in this run) is there.
+    """
+    runner = Runner(module)
+    with host_lock(module):
+        vg = read_vg(runner, vg_name)
+        if not vg and module.check_mode:
+            module.exit_json(changed=True, commands=[], msg='check mode: vg=%r does not exist yet; once it does, %s'
+                             % (vg_name, predicted))
+        if not vg:
+            module.fail_json(msg='vg=%r: no such volume group; create it first with openblock.storage.lvm_vg'
+                                 % vg_name, commands=[])
+        lvs = read_lvs(runner, vg_name)
+        before = view(lvs)
+        try:
+            actions, expected = plan(vg, lvs)
+        except Refusal as refusal:
+            module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[], **facts(lvs))
+        changed = runner.apply(actions, fail_extra=dict(vg=vg_name))
+        if changed and not module.check_mode:
+            lvs = read_lvs(runner, vg_name)
+            expected = view(lvs)
+
+    result = dict(changed=changed, commands=runner.commands, **facts(lvs))
+    if module._diff:
+        result['diff'] = diff_result(before, expected)
+    module.exit_json(**result)
+
+
 def signature_argv(device):
     """``wipefs`` in no-act mode lists every signature libblkid finds (filesystem, RAID, LVM, table)."""
     return ['wipefs', '--no-act', '--json', device]
@@ -174,6 +208,33 @@ def vg_spec(params):
     return spec, errors
 
 
+def _listed_volume(item, index, seen, errors, percent_note, pool=None):
+    """``(where, name, size in bytes or None)`` of ``volumes[index]``; adds its errors to ``errors``.
+
+    ``seen`` collects the names so far (a name listed twice is an error); ``percent_note`` says why
+    percent sizes do not apply; ``pool`` is a name no volume may take.
+    """
+    where = 'volumes[%d]' % index
+    name = item.get('name')
+    error = name_error(name, where + '.name', lv=True)
+    if error:
+        errors.append(error)
+    elif pool is not None and name == pool:
+        errors.append('%s.name=%r is the pool itself; a volume needs its own name' % (where, name))
+    elif name in seen:
+        errors.append('%s.name=%r is listed twice; list each volume once' % (where, name))
+    seen.add(name)
+    size = item.get('size')
+    if size is not None and '%' in str(size):
+        errors.append('%s.size=%r: percent sizes do not apply to %s; give bytes with a unit, for example 10G'
+                      % (where, size, percent_note))
+        return where, name, None
+    size = _size(size, where + '.size', errors)
+    if size == 0:
+        errors.append('%s.size=%r is zero; give the volume a size' % (where, item.get('size')))
+    return where, name, size
+
+
 def thin_spec(params):
     """Validated lvm_thinvol input, and the list of every error found in it."""
     errors = []
@@ -204,25 +265,8 @@ def thin_spec(params):
     volumes = []
     seen = set()
     for index, item in enumerate(params.get('volumes') or []):
-        where = 'volumes[%d]' % index
-        name = item.get('name')
-        error = name_error(name, where + '.name', lv=True)
-        if error:
-            errors.append(error)
-        elif name == params['pool']:
-            errors.append('%s.name=%r is the pool itself; a volume needs its own name' % (where, name))
-        elif name in seen:
-            errors.append('%s.name=%r is listed twice; list each volume once' % (where, name))
-        seen.add(name)
-        vsize = item.get('size')
-        if vsize is not None and '%' in str(vsize):
-            errors.append('%s.size=%r: percent sizes do not apply to thin volumes (their size is virtual); '
-                          'give bytes with a unit, for example 10G' % (where, vsize))
-            vsize = None
-        else:
-            vsize = _size(vsize, where + '.size', errors)
-            if vsize == 0:
-                errors.append('%s.size=%r is zero; give the volume a size' % (where, item.get('size')))
+        where, name, vsize = _listed_volume(item, index, seen, errors, 'thin volumes (their size is virtual)',
+                                            pool=params['pool'])
         origin = item.get('snapshot_of')
         if origin is not None:
             error = name_error(origin, where + '.snapshot_of', lv=True)
@@ -384,6 +428,11 @@ def _is_active(lv):
     return len(lv['lv_attr']) > 4 and lv['lv_attr'][4] == 'a'
 
 
+def _open_refusal(why, vg_name, lv):
+    return ('%s: %s/%s is open (mounted, exported or held); stop its user, or set force=true '
+            'to try removing it anyway' % (why, vg_name, lv['lv_name']))
+
+
 def _lcm(a, b):
     x, y = a, b
     while y:
@@ -505,8 +554,7 @@ def plan_thin(spec, vg, lvs):
 
     def remove(lv, why):
         if _is_open(lv) and not force:
-            refusals.append('%s: %s/%s is open (mounted, exported or held); stop its user, or set force=true '
-                            'to try removing it anyway' % (why, vg_name, lv['lv_name']))
+            refusals.append(_open_refusal(why, vg_name, lv))
         removals.append(lv['lv_name'])
         volumes.pop(lv['lv_name'], None)
 
@@ -604,3 +652,167 @@ def plan_thin(spec, vg, lvs):
 def _number(value):
     """95.0 -> '95', 2.5 -> '2.5' (LVM reads both)."""
     return ('%f' % value).rstrip('0').rstrip('.')
+
+
+# ---------------------------------------------------------------------------------------------
+# Thick (plain, linear) volumes
+
+MiB = 1 << 20
+CLEAR_CHOICES = ('zero', 'none')
+# lv_attr character 1 of the LVs this module refuses, and why; '-' is a plain (linear or striped) LV.
+_NOT_THICK = {
+    'V': 'a thin volume; thin volumes and pools belong to openblock.storage.lvm_thinvol',
+    't': 'a thin pool; thin volumes and pools belong to openblock.storage.lvm_thinvol',
+    'o': 'the origin of snapshots; remove its snapshots first',
+    's': 'a snapshot',
+}
+
+
+def clear_size_error(value, option):
+    """Why ``value`` is not a number of MiB to clear (0 = all), or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return ('%s=%r is not a number of MiB; give 0 (clear the whole volume) or the MiB to clear from its start, '
+                'for example 100' % (option, value))
+    return None
+
+
+def thick_spec(params):
+    """Validated lvm_thickvol input, and the list of every error found in it."""
+    errors = []
+    error = name_error(params['vg'], 'vg')
+    if error:
+        errors.append(error)
+    clear_size = params.get('clear_size')
+    if clear_size is None:
+        clear_size = 0
+    error = clear_size_error(clear_size, 'clear_size')
+    if error:
+        errors.append(error)
+    volumes = []
+    seen = set()
+    for index, item in enumerate(params.get('volumes') or []):
+        where, name, size = _listed_volume(item, index, seen, errors, 'thick volumes in this module '
+                                           '(a percentage of the VG moves as it fills)')
+        volumes.append(dict(name=name, size=size, state=item.get('state') or 'present', where=where))
+    spec = dict(vg=params['vg'], volumes=volumes, clear=params.get('clear') or 'zero', clear_size=clear_size,
+                force=bool(params.get('force')))
+    return spec, errors
+
+
+def _thick_error(lv):
+    """Why an existing LV is not one this module manages, or None for a plain LV."""
+    kind = lv['lv_attr'][:1]
+    if kind == '-':
+        return None
+    return ('is %s (lv_attr %s), not a plain thick volume'
+            % (_NOT_THICK.get(kind, 'a special LV (mirror, RAID, cache or VDO)'), lv['lv_attr']))
+
+
+def thick_facts(vg, lvs):
+    """The plain LVs of the VG as the module returns them (sizes in bytes)."""
+    return dict(vg=vg, volumes=dict((lv['lv_name'], dict(size=lv['lv_size'], path=lv['lv_path'], attr=lv['lv_attr'],
+                                                         active=_is_active(lv), open=_is_open(lv)))
+                                    for lv in lvs if _thick_error(lv) is None))
+
+
+def thick_view(lvs):
+    """What diff mode shows: each plain LV's size and activity."""
+    return dict(volumes=dict((lv['lv_name'], dict(size=lv['lv_size'], active=_is_active(lv)))
+                             for lv in lvs if _thick_error(lv) is None))
+
+
+def zero_action(vg_name, name, start, length):
+    """Write zeros over ``length`` bytes of /dev/VG/NAME from byte ``start``, bypassing the page cache.
+
+    Bytes, not blocks, count (``count_bytes``, ``seek_bytes``), so any length is exact; ``conv=fsync``
+    makes dd fail when a write does not reach the device.
+    """
+    argv = ['dd', 'if=/dev/zero', 'of=/dev/%s/%s' % (vg_name, name), 'bs=1M', 'count=%d' % length,
+            'iflag=count_bytes', 'oflag=direct' + (',seek_bytes' if start else ''), 'conv=fsync', 'status=none']
+    if start:
+        argv.insert(5, 'seek=%d' % start)
+    where = 'the first %s' % human(length) if not start else '%s from %s' % (human(length), human(start))
+    return Action(argv, 'write zeros over %s of %s/%s' % (where, vg_name, name))
+
+
+def plan_thick(spec, vg, lvs):
+    """Actions that bring the listed plain LVs of the VG to ``spec``, and the expected diff view.
+
+    Order: clear and remove, clear the tail and shrink, grow, create, so the space freed first is
+    there for what grows. With ``clear=zero`` a removed LV is overwritten with zeros first (its first
+    ``clear_size`` MiB, or all of it), and so is the part a shrink cuts off; an inactive LV is
+    activated to be cleared. Refuses, before any action, LVs that are not plain, open LVs without
+    force, shrinking without force, and sizes the VG has no room for.
+    """
+    vg_name, force, zero = spec['vg'], spec['force'], spec['clear'] == 'zero'
+    extent = vg['vg_extent_size']
+    by_name = dict((lv['lv_name'], lv) for lv in lvs)
+    expected = copy.deepcopy(thick_view(lvs))
+    volumes = expected['volumes']
+    refusals = []
+    activate, clears, removals, shrinks, grows, creates = [], [], [], [], [], []
+    needed = 0  # bytes of extents the plan takes from the VG's free space (negative: frees)
+
+    for vol in spec['volumes']:
+        name, where = vol['name'], vol['where']
+        lv = by_name.get(name)
+        target = '%s/%s' % (vg_name, name)
+        if lv and _thick_error(lv):
+            refusals.append('%s.name=%r: %s %s; choose another name' % (where, name, target, _thick_error(lv)))
+            continue
+        if vol['state'] == 'absent':
+            if not lv:
+                continue
+            if _is_open(lv) and not force:
+                refusals.append(_open_refusal(where, vg_name, lv))
+            if zero:
+                if not _is_active(lv):
+                    activate.append(target)
+                length = lv['lv_size'] if not spec['clear_size'] else min(lv['lv_size'], spec['clear_size'] * MiB)
+                clears.append(zero_action(vg_name, name, 0, length))
+            removals.append(target)
+            needed -= lv['lv_size']
+            volumes.pop(name, None)
+            continue
+        size = round_up(vol['size'], extent) if vol['size'] else None
+        if not lv:
+            if size is None:
+                refusals.append('%s: volume %s does not exist; give its size to create it' % (where, target))
+                continue
+            creates.append(Action(['lvcreate', '--yes', '--wipesignatures', 'y', '--size', '%db' % size,
+                                   '--name', name, vg_name],
+                                  'create thick volume %s of %s' % (target, human(size))))
+            volumes[name] = dict(size=size, active=True)
+            needed += size
+        elif size and size > lv['lv_size']:
+            grows.append(Action(['lvextend', '--size', '%db' % size, target],
+                                'grow thick volume %s from %s to %s' % (target, human(lv['lv_size']), human(size))))
+            volumes[name]['size'] = size
+            needed += size - lv['lv_size']
+        elif size and size < lv['lv_size']:
+            if not force:
+                refusals.append('%s.size=%s is smaller than %s (%s); shrinking loses the data past the new end: '
+                                'set force=true to shrink it' % (where, human(vol['size']), target, human(lv['lv_size'])))
+            if zero:
+                if not _is_active(lv):
+                    activate.append(target)
+                shrinks.append(zero_action(vg_name, name, size, lv['lv_size'] - size))
+            shrinks.append(Action(['lvreduce', '--force', '--size', '%db' % size, target],
+                                  'shrink thick volume %s from %s to %s' % (target, human(lv['lv_size']), human(size))))
+            volumes[name]['size'] = size
+            needed -= lv['lv_size'] - size
+    if needed > vg['vg_free']:
+        refusals.append('volumes need %s more than volume group %s has free (%s); give smaller sizes, remove '
+                        'volumes, or add a device to the VG (openblock.storage.lvm_vg)'
+                        % (human(needed), vg_name, human(vg['vg_free'])))
+    if refusals:
+        raise Refusal(refusals)
+
+    actions = []
+    if activate:
+        actions.append(Action(['lvchange', '--activate', 'y'] + activate, 'activate %s to clear it' % ', '.join(activate)))
+    actions += clears
+    if removals:
+        # One lvremove for every removal: LVM commits the VG metadata once.
+        actions.append(Action(['lvremove', '--force'] + removals, 'remove thick volume(s) %s' % ', '.join(removals)))
+    return actions + shrinks + grows + creates, expected

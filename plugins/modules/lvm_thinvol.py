@@ -188,8 +188,7 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
-    Refusal, plan_thin, read_lvs, read_vg, thin_facts, thin_spec, thin_view)
-from ansible_collections.openblock.storage.plugins.module_utils.plan import Runner, diff_result, host_lock
+    converge_lvs, plan_thin, thin_facts, thin_spec, thin_view)
 
 VOLUME_OPTIONS = dict(
     name=dict(type='str', required=True),
@@ -220,33 +219,10 @@ def main():
     if errors:
         module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
 
-    runner = Runner(module)
-    vg_name, pool = spec['vg'], spec['pool']
-    with host_lock(module):
-        vg = read_vg(runner, vg_name)
-        if not vg and module.check_mode:
-            # A task before this one (lvm_vg) may create the VG in this run: predict, don't fail.
-            module.exit_json(changed=True, commands=[], msg='check mode: vg=%r does not exist yet; once it does, '
-                             'the pool and %d volume(s) would be created' % (vg_name, len(spec['volumes'])))
-        if not vg:
-            module.fail_json(msg='vg=%r: no such volume group; create it first with openblock.storage.lvm_vg'
-                                 % vg_name, commands=[])
-        lvs = read_lvs(runner, vg_name)
-        before = thin_view(lvs, pool)
-        try:
-            actions, expected = plan_thin(spec, vg, lvs)
-        except Refusal as refusal:
-            module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[],
-                             **thin_facts(vg_name, lvs, pool))
-        changed = runner.apply(actions, fail_extra=dict(vg=vg_name))
-        if changed and not module.check_mode:
-            lvs = read_lvs(runner, vg_name)
-            expected = thin_view(lvs, pool)
-
-    result = dict(changed=changed, commands=runner.commands, **thin_facts(vg_name, lvs, pool))
-    if module._diff:
-        result['diff'] = diff_result(before, expected)
-    module.exit_json(**result)
+    pool = spec['pool']
+    converge_lvs(module, spec['vg'], lambda vg, lvs: plan_thin(spec, vg, lvs), lambda lvs: thin_view(lvs, pool),
+                 lambda lvs: thin_facts(spec['vg'], lvs, pool),
+                 predicted='the pool and %d volume(s) would be created' % len(spec['volumes']))
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""The two spare disks the LVM test files own (virtio-spare1, virtio-spare2), and their cleanup."""
+"""The two spare disks the LVM test files own (virtio-spare1, virtio-spare2), their cleanup, and a holder that keeps an LV open."""
 
 DISK1 = '/dev/disk/by-id/virtio-spare1'
 DISK2 = '/dev/disk/by-id/virtio-spare2'
@@ -20,3 +20,12 @@ def clean_disks(lab, also=''):
 
 def assert_wiped(lab):
     assert lab.out('wipefs --no-act --noheadings %s %s' % (DISK1, DISK2)).strip() == ''
+
+
+def hold(lab, device, pidfile):
+    """Keep ``device`` open (a process with it as stdin), so LVM reports it open; ``release`` ends it."""
+    lab.sh('(setsid sh -c \'echo $$ > %s; exec sleep 4242\' < %s > /dev/null 2>&1 &); sleep 1' % (pidfile, device))
+
+
+def release(lab, pidfile):
+    lab.sh('test -f {0} && kill $(cat {0}) && rm -f {0} && sleep 1; true'.format(pidfile))

@@ -10,7 +10,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / 'scripts' / 'bad-inputs-doc.py'
 ROWS = yaml.safe_load((REPO / 'tests' / 'bad_inputs.yml').read_text())['rows']
-TARGETS = {'lvm_vg', 'lvm_thinvol', 'tgt_target', 'iscsi_session', 'sanlock_vg',
+TARGETS = {'lvm_vg', 'lvm_thinvol', 'lvm_thickvol', 'tgt_target', 'iscsi_session', 'sanlock_vg',
            'storage_node', 'compute_initiator', 'multipath', 'shared_lvm'}
 
 

@@ -1,8 +1,11 @@
+from pathlib import Path
+
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.openblock.storage.plugins.filter.cinder_volumes import (
     host_volume_iqns, thin_volumes, volume_targets)
+from ansible_collections.openblock.storage.plugins.module_utils.lvm import parse_report, thick_facts, thick_spec
 
 PREFIX = 'iqn.2010-10.org.openstack:'
 GROUPS = {'all': ['storage1', 'compute1', 'compute2'], 'compute_nodes': ['compute1', 'compute2'],
@@ -65,3 +68,15 @@ def test_unknown_initiator_says_what_to_run():
     hostvars = dict(HOSTVARS, compute2={})
     with pytest.raises(AnsibleFilterError, match='run the compute_initiator role on compute2'):
         volume_targets(VOLUMES, GROUPS, hostvars, 'cinder-volumes', PREFIX)
+
+
+def test_the_lists_fit_lvm_thickvol_and_luns_are_the_thick_lv_paths():
+    for state in ('present', 'absent'):
+        _spec, errors = thick_spec(dict(vg='cinder-volumes', volumes=thin_volumes(VOLUMES, state)))
+        assert errors == []
+    # the device path LVM reports for a thick LV (recorded in the lab) is /dev/<vg>/<lv>, as the LUN path
+    fixture = Path(__file__).resolve().parents[2] / 'fixtures' / 'lvm' / 'lvs_thick_mixed.json'
+    facts = thick_facts('itest_lvm_thick', parse_report(fixture.read_text(), 'lv'))
+    assert facts['volumes']['thick-a']['path'] == '/dev/itest_lvm_thick/thick-a'
+    targets = volume_targets([dict(name='a', size='1G')], GROUPS, HOSTVARS, 'itest_lvm_thick', PREFIX)
+    assert targets[0]['luns'][0]['path'] == '/dev/itest_lvm_thick/volume-a'

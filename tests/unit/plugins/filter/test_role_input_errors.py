@@ -103,3 +103,15 @@ def test_shared_lvm_defaults_pass_and_bad_lvs_are_named():
 def test_unknown_role_is_an_error():
     with pytest.raises(AnsibleFilterError, match="unknown role 'nosuch'"):
         role_input_errors({}, 'nosuch')
+
+
+def test_storage_node_thick_needs_no_pool_and_checks_its_clear_settings():
+    values = dict(defaults('storage_node'), storage_node_lvm_type='thick', storage_node_pool='bad pool',
+                  storage_node_pool_size='95%VGG', storage_node_volume_clear_size='100')
+    assert role_input_errors(values, 'storage_node') == []  # the pool variables do not apply to thick
+    values.update(storage_node_lvm_type='thicc', storage_node_volume_clear='shred', storage_node_volume_clear_size=-1)
+    assert role_input_errors(values, 'storage_node')[:3] == [
+        "storage_node_lvm_type='thicc': choose thin or thick",
+        "storage_node_volume_clear='shred': choose zero or none",
+        'storage_node_volume_clear_size=-1 is not a number of MiB; give 0 (clear the whole volume) or the MiB to '
+        'clear from its start, for example 100']
