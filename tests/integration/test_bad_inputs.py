@@ -10,7 +10,6 @@ iqn.2026-11.test.bad:used and its node record, the holder process /run/itest-bad
 """
 
 import json
-import os
 import subprocess
 import sys
 import time

@@ -138,8 +138,8 @@ def files_holding_the_secret(host, directories):
         if not host.file(directory).is_directory:
             continue
         result = host.run('grep -rlF -e "$(echo %s | base64 -d)" %s' % (encoded, directory))
-        assert result.rc in (0, 1), '%s: grep in %s exited %d: %s' % (host.backend.host, directory, result.rc,
-                                                                       result.stderr)
+        assert result.rc in (0, 1), '%s: grep in %s exited %d: %s' % (
+            host.backend.host, directory, result.rc, result.stderr)
         found += result.stdout.split()
     return found
 
