@@ -84,14 +84,18 @@ integration: venv host-packages
 # Everything on the `cinder` topology, booted once and shared, in an order that builds on itself:
 # the lab's smoke test and site.yml --check on the fresh VMs, then the site scenario (converge,
 # idempotence, verify), the shared VG scenario (reboot, recovery), and the faults on the converged lab.
+# Every step runs even when an earlier one failed, so one run reports all of them; the target
+# fails at the end, naming the failed steps.
 system: venv host-packages
 	export LAB_DIR=$(CURDIR)/.build/lab-cinder LAB_KEEP=1; \
 	trap '$(LABCTL) down' EXIT; \
-	$(BIN)/molecule test -s lab_smoke; \
-	$(BIN)/pytest -q -s tests/system/test_check_mode_fresh.py; \
-	$(BIN)/molecule test -s default; \
-	$(BIN)/molecule test -s shared_lvm; \
-	$(BIN)/pytest -q -s tests/system/test_faults.py
+	failed=; step() { echo "=== make system: $$*"; "$$@" || failed="$$failed [$$*]"; }; \
+	step $(BIN)/molecule test -s lab_smoke; \
+	step $(BIN)/pytest -q -s tests/system/test_check_mode_fresh.py; \
+	step $(BIN)/molecule test -s default; \
+	step $(BIN)/molecule test -s shared_lvm; \
+	step $(BIN)/pytest -q -s tests/system/test_faults.py; \
+	if [ -n "$$failed" ]; then echo "make system: failed:$$failed"; exit 1; fi
 
 # The two lab topologies run side by side (1 + 3 VMs: the machine's 4 slots): the module tests on
 # `single` in the background, their lines prefixed with [single], while `system` runs on `cinder`.
