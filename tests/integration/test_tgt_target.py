@@ -224,7 +224,7 @@ def test_recreated_target_with_another_tid_keeps_its_wwid(tgt_lab):
 
 def test_many_targets_in_one_task(tgt_lab, record_property):
     lab, initiator = tgt_lab
-    lab.sh('mkdir -p %s/many && cd %s/many && for i in $(seq -w 1 %d); do truncate -s 1M t$i.img; done'
+    lab.sh('mkdir -p %s/many && cd %s/many && for i in $(seq 1 %d); do truncate -s 1M $(printf t%%03d.img $i); done'
            % (DIR, DIR, MANY))
     targets = [dict(iqn='%smany-%03d' % (PREFIX, i), initiators=[initiator],
                     luns=[dict(lun=1, path='%s/many/t%03d.img' % (DIR, i))]) for i in range(1, MANY + 1)]
