@@ -137,11 +137,21 @@ def run_playbook(who, playbook, label, extravars=None):
     wall = time.monotonic() - started
     after = {node: forks(node) for node in ('storage1', 'compute1')}
     if runner.rc != 0:
-        tail = ''.join(e.get('stdout', '') + '\n' for e in list(runner.events)[-15:])
-        raise SystemExit('%s failed (rc %s):\n%s' % (label, runner.rc, tail))
+        events = list(runner.events)
+        failed = [e['event_data'] for e in events if e['event'] == 'runner_on_failed']
+        res = failed[-1].get('res', {}) if failed else {}
+        raise PlaybookFailed(label, runner.rc, res.get('msg', 'see %s' % pdd), summarize(events), res)
     result = summarize(list(runner.events))
     result.update(wall=wall, label=label, forks={n: after[n] - before[n] for n in after})
     return result
+
+
+class PlaybookFailed(Exception):
+    """A benchmarked playbook failed; carries what its events tell."""
+
+    def __init__(self, label, rc, msg, summary, res):
+        super(PlaybookFailed, self).__init__('%s failed (rc %s): %s' % (label, rc, msg))
+        self.msg, self.summary, self.res = msg, summary, res
 
 
 def _ts(event):
@@ -265,10 +275,25 @@ def phase_scale(who, data, sizes, reps_for, playbook, read_reps=0):
         point = entry[str(n)] = {'converge': [], 'noop': []}
         for rep in range(conv_reps):
             clean_scale()
-            res = run_playbook(who, playbook, '%s-scale-%d-converge-%d' % (who, n, rep), {'bench_n': n})
+            try:
+                res = run_playbook(who, playbook, '%s-scale-%d-converge-%d' % (who, n, rep), {'bench_n': n})
+            except PlaybookFailed as exc:
+                # e.g. tgtd out of memory: record what ran and go on with the other sizes
+                log('%s N=%d converge failed: %s' % (who, n, exc.msg))
+                tasks = exc.summary['tasks']
+                point['failed'] = {
+                    'run': '%s-scale-%d-converge-%d' % (who, n, rep), 'message': exc.msg,
+                    'thin_volumes': n, 'thin_volumes_task': tasks[0]['duration'] if tasks else 0,
+                    'targets_task': tasks[1]['duration'] if len(tasks) > 1 else 0,
+                    'target_commands': len(exc.res.get('commands') or []),
+                    'targets_made': sum(1 for c in exc.res.get('commands') or [] if '--mode target --op new' in c) - 1}
+                save(data)
+                break
             show('%s N=%d converge #%d' % (who, n, rep + 1), res)
             point['converge'].append(res)
             save(data)
+        if point.get('failed'):
+            continue
         for rep in range(noop_reps):
             res = run_playbook(who, playbook, '%s-scale-%d-noop-%d' % (who, n, rep), {'bench_n': n})
             show('%s N=%d no-op #%d' % (who, n, rep + 1), res)
@@ -446,6 +471,18 @@ def write_report(data):
                 n, 'converge' if kind == 'converge' else 'no-op', fmt(ours), fmt(peer), ' (estimated)' if est else '',
                 ratio(ours, peer), fmt(ours and ours / n * 1000, 0), fmt(peer and peer / n * 1000, 0),
                 ' (est.)' if est else '', reps))
+    for n, point in sorted((int(n), p) for n, p in data['scale'].get('ours', {}).items()):
+        failed = point.get('failed')
+        if failed:
+            lines += ['', '**Ours at N = %d did not finish**: %s. Its thin-volume task had created all %d thin volumes '
+                      'in %.0f s (%.2f s per volume); the target task made %d targets (%d `tgtadm` commands) in %.0f s '
+                      'before tgtd refused more. No no-op run at this N.' % (
+                          n, failed['message'], failed['thin_volumes'], failed['thin_volumes_task'],
+                          failed['thin_volumes_task'] / failed['thin_volumes'], failed['targets_made'],
+                          failed['target_commands'], failed['targets_task']),
+                      '', 'The peer\'s estimate at N = %d assumes a tgtd that holds that many targets, which this '
+                      'lab\'s did not. The failed `tgt_target` run reported `changed: false` although it had '
+                      'applied those commands.' % n]
     est_n = [n for n in table['noop'] if table['noop'][n][2]]
     measured_n = sorted(int(n) for n, p in data['scale'].get('peer', {}).items() if p['noop'])
     if est_n and len(measured_n) == 1:
@@ -472,6 +509,8 @@ def write_report(data):
               '| Tool commands of our no-op (reads + `commands` returned) |',
               '|---:|---:|---:|---:|---:|---:|---:|']
     for n, point in sorted((int(n), p) for n, p in data['scale'].get('ours', {}).items()):
+        if not point['noop']:
+            continue
         bare = point.get('bare_reads', {}).get('median')
         ours = med(point['noop'], 'tasks_sum')
         cmds = point['noop'][0]['commands'] if point['noop'] else 0
@@ -545,15 +584,28 @@ def targets(site, table, data):
     if o and p:
         out.append('- Site no-op at most half the peer\'s: ours %.1f s, peer %.1f s, ours/peer = %.2f: %s.'
                    % (o, p, o / p, 'met' if o <= p / 2 else 'NOT met'))
-    big = max(table['noop']) if table['noop'] else None
+    wanted = max(table['noop']) if table['noop'] else None
+    done = [n for n, row in table['noop'].items() if row[0] and row[1]]
+    big = max(done) if done else None
+    if wanted and big != wanted:
+        out.append('- N = %d: our runs did not finish (see above), so the N = %d targets are judged at N = %d, the '
+                   'largest size with our figures.' % (wanted, wanted, big))
     if big:
         ours, peer, est = table['noop'][big]
         if ours and peer:
-            out.append('- N = %d no-op at least 100x faster than the peer%s: %.1fx: %s.' % (
+            out.append('- No-op at least 100x faster than the peer, at N = %d%s: %.1fx: %s.' % (
                 big, ' (peer estimated)' if est else '', peer / ours, 'met' if peer / ours >= 100 else 'NOT met'))
+            if wanted and big != wanted and table['noop'][wanted][1]:
+                small = min(done)
+                slope = (ours - table['noop'][small][0]) / (big - small)
+                guess = ours + slope * (wanted - big)
+                out.append('  Extrapolated, not measured: our no-op grew %.0f ms per object from N = %d to %d; at that '
+                           'rate it would take %.1f s at N = %d, against the peer\'s estimated %.0f s: %.0fx.' % (
+                               slope * 1000, small, big, guess, wanted, table['noop'][wanted][1],
+                               table['noop'][wanted][1] / guess))
         bare = data['scale'].get('ours', {}).get(str(big), {}).get('bare_reads', {}).get('median')
         if ours and bare:
-            out.append('- N = %d no-op within 2x of the bare reads: %.2f s against %.2f s = %.2fx: %s.' % (
+            out.append('- No-op within 2x of the bare reads, at N = %d: %.2f s against %.2f s = %.2fx: %s.' % (
                 big, ours, bare, ours / bare, 'met' if ours <= 2 * bare else 'NOT met'))
             ping = data['scale']['ours'][str(big)].get('ping_task')
             if ping:
