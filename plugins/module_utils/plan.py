@@ -82,6 +82,8 @@ class Runner(object):
                 for secret in action.secrets:
                     detail = detail.replace(secret, MASK)
                 extra = dict(fail_extra or {})
+                # what ran before the failing command did change the host
+                extra.setdefault('changed', any(rc_ in done.ok_rcs for done, rc_ in self.results[:-1]))
                 advice = explain(action, rc, detail) if explain else None
                 message = 'could not %s: %s exited %d: %s' % (action.why, action.argv[0], rc, detail)
                 if advice:
