@@ -79,8 +79,13 @@ def test_a_compute_not_attached_is_refused_login():
     compute2 = node('compute2')
     run(compute2, 'iscsiadm -m node -o new -T %s -p 10.50.1.10:3260' % target)
     try:
+        # With the right CHAP account, only the target's ACL (compute1's name) can refuse compute2:
+        # tgt then answers "target not found", which iscsiadm reports as exit 19. (Without the
+        # account it is refused earlier, at authentication: exit 24.)
+        for key, value in (('authmethod', 'CHAP'), ('username', CHAP_USER), ('password', SECRET)):
+            run(compute2, 'iscsiadm -m node -T %s -p 10.50.1.10:3260 -o update -n node.session.auth.%s -v %s'
+                % (target, key, value))
         login = compute2.run('iscsiadm -m node -T %s -p 10.50.1.10:3260 --login' % target)
-        # tgt answers with an authorization failure, which iscsiadm reports as exit 19.
         assert login.rc == 19, (login.rc, login.stdout, login.stderr)
         assert 'non-retryable iSCSI login failure' in login.stderr
     finally:
