@@ -174,6 +174,9 @@ def test_compute_reboot_brings_everything_back_before_the_consumer(cluster, node
     cluster.sh(node, "cat > /etc/systemd/system/nova-compute.service <<'EOF'\n%sEOF\n"
                      "systemctl daemon-reload && systemctl enable nova-compute.service" % CONSUMER)
     took = cluster.reboot(node)
+    # SSH is up before the boot is over: wait (bounded) for the consumer to have run or failed
+    cluster.sh(node, "timeout 400 sh -c 'until systemctl is-active -q nova-compute.service "
+                     "|| systemctl is-failed -q nova-compute.service; do sleep 2; done'")
     journal = cluster.out(node, 'journalctl -b -o short-monotonic --no-pager -u open-iscsi.service '
                                 '-u lvmlocks.service -u nova-compute.service').splitlines()
 
