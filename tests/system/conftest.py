@@ -1,8 +1,7 @@
 """Harness of the system tests: the whole site on the lab's `cinder` topology (storage1, compute1, compute2).
 
-`make system` boots the topology once (LAB_DIR=.build/lab-cinder) and shares it with the molecule
-scenarios: test_check_mode_fresh.py runs on the fresh lab before the site is converged, and
-test_faults.py after the `default` and `shared_lvm` scenarios have converged and verified it.
+`make faults` boots the topology once (LAB_DIR=.build/lab-faults): test_check_mode_fresh.py runs
+on the fresh lab, then site.yml converges it, then test_faults.py runs on the converged lab.
 Run alone, the fixture boots the topology (or reuses a running instance). Playbooks run with the
 repository's own inventory (inventories/lab), as `make demo` does.
 """
