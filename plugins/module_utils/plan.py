@@ -52,13 +52,14 @@ class Runner(object):
         self.results = []   # (action, exit code) of every action run, for callers that accept several
 
     def read(self, argv, ok_rcs=(0,), what=None, secret_output=False):
-        """Run a non-mutating command; fail the module when its exit code is not in ok_rcs.
+        """Run a non-mutating command; fail the module when its exit code is not in ok_rcs
+        (ok_rcs=None: never fail, the caller judges the exit code).
 
         With secret_output=True (the output holds secrets, e.g. `iscsiadm ... -S`) a failure
         reports stderr only, never stdout.
         """
         rc, out, err = self.module.run_command([str(a) for a in argv], environ_update=TOOL_ENV)
-        if rc not in ok_rcs:
+        if ok_rcs is not None and rc not in ok_rcs:
             detail = err if secret_output else (err or out)
             self.module.fail_json(
                 msg='%s failed (exit %d): %s' % (what or ' '.join(argv), rc, detail.strip()),

@@ -315,16 +315,14 @@ def size_of(path):
         os.close(fd)
 
 
-MISSING = ' does not exist; create the volume or file first'
-
-
 def missing_paths(targets):
-    errors = []
+    """(LUN paths that do not exist, other unusable paths), each as error messages."""
+    absent, errors = [], []
     for target in targets:
         for lun_index, lun in enumerate(target['luns']):
             where = 'targets[%d].luns[%d].path=%r' % (target['index'], lun_index, lun['path'])
             if not os.path.exists(lun['path']):
-                errors.append(where + MISSING)
+                absent.append(where + ' does not exist; create the volume or file first')
             elif os.path.isdir(lun['path']):
                 errors.append(where + ' is a directory; give a file or a block device')
             elif stat.S_ISBLK(os.stat(lun['path']).st_mode):
@@ -332,7 +330,7 @@ def missing_paths(targets):
                 if usage:
                     errors.append(where + ' is in use on this host (%s); export a device nothing here uses '
                                   '(unmount it or stop what holds it first)' % '; '.join(usage))
-    return errors
+    return absent, errors
 
 
 def main():
@@ -347,12 +345,13 @@ def main():
     )
     params = module.params
     desired, errors = validate_targets(params['targets'])
-    path_errors = missing_paths([t for t in desired if t['state'] == 'present'])
+    absent, path_errors = missing_paths([t for t in desired if t['state'] == 'present'])
     if module.check_mode:
         # A task before this one may create the volumes in this run: warn, and predict the rest.
-        for error in [e for e in path_errors if e.endswith(MISSING)]:
+        for error in absent:
             module.warn('check mode: ' + error)
-            path_errors.remove(error)
+    else:
+        errors += absent
     errors += path_errors
     if errors:
         module.fail_json(msg='invalid input, nothing was changed: ' + '; '.join(errors), errors=errors, commands=[])
