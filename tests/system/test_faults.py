@@ -13,6 +13,7 @@ import tomllib
 
 import pytest
 
+import stand_in
 from conftest import BIN, COMPUTES, REPO, assert_same_state, recap
 
 VOLUME = 'compute1-disk'
@@ -20,16 +21,6 @@ MAP = '/dev/mapper/%s' % VOLUME
 LV = '/dev/cinder-volumes/volume-%s' % VOLUME
 WRITE_MIB = 32
 TOPOLOGY = tomllib.loads((REPO / 'lab/topologies/cinder.toml').read_text())
-# Stand-in for nova-compute: a unit that records when it started and that the lockspace was joined.
-CONSUMER = '''[Unit]
-Description=Stand-in consumer of the shared VG
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/bin/sh -c 'echo consumer-started; sanlock client status | grep "^s lvm_shared:"'
-[Install]
-WantedBy=multi-user.target
-'''
 
 
 def targets(cluster):
@@ -171,12 +162,9 @@ def test_storage_node_reboot_during_a_write(cluster):
 
 @pytest.mark.parametrize('node', ['compute1'])
 def test_compute_reboot_brings_everything_back_before_the_consumer(cluster, node):
-    cluster.sh(node, "cat > /etc/systemd/system/nova-compute.service <<'EOF'\n%sEOF\n"
-                     "systemctl daemon-reload && systemctl enable nova-compute.service" % CONSUMER)
+    cluster.sh(node, stand_in.install_command('shared'))
     took = cluster.reboot(node)
-    # SSH is up before the boot is over: wait (bounded) for the consumer to have run or failed
-    cluster.sh(node, "timeout 400 sh -c 'until systemctl is-active -q nova-compute.service "
-                     "|| systemctl is-failed -q nova-compute.service; do sleep 2; done'")
+    cluster.sh(node, stand_in.WAIT_COMMAND)
     journal = cluster.out(node, 'journalctl -b -o short-monotonic --no-pager -u open-iscsi.service '
                                 '-u lvmlocks.service -u nova-compute.service').splitlines()
 

@@ -17,7 +17,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[3]
 # node() and run(), the testinfra helpers of the default scenario's verifier
 sys.path.insert(0, str(REPO / 'molecule' / 'default' / 'tests'))
+sys.path.insert(0, str(REPO / 'tests' / 'system'))
 from test_site import node, run  # noqa: E402  pylint: disable=wrong-import-position
+import stand_in  # noqa: E402  pylint: disable=wrong-import-position
 # molecule's inventory directory: labctl writes the lab hosts into lab.yml there, and the
 # inventory's group_vars/host_vars are linked in beside it.
 INVENTORY = os.path.dirname(os.environ['MOLECULE_INVENTORY_FILE'])
@@ -27,21 +29,6 @@ ALIAS = GROUP_VARS['shared_lvm_devices'][0]
 COMPUTES = ['compute1', 'compute2']
 BIN = Path(sys.executable).parent
 LABCTL = [sys.executable, str(REPO / 'lab' / 'labctl')]
-# Stand-in for nova-compute on compute2: a unit that records when it started.
-STAND_IN = '''[Unit]
-Description=Stand-in consumer of the shared VG
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/bin/sh -c 'echo consumer-started; sanlock client status | grep "^s lvm_%s:"'
-[Install]
-WantedBy=multi-user.target
-''' % VG
-
-
-# Bounded wait until the stand-in consumer has run (or failed) after a boot.
-WAIT_FOR_CONSUMER = ("timeout 400 sh -c 'until systemctl is-active -q nova-compute.service "
-                     "|| systemctl is-failed -q nova-compute.service; do sleep 2; done'")
 
 
 def leases(host):
@@ -104,15 +91,13 @@ def test_shared_activation_works_on_both():
 
 def test_after_a_reboot_the_vg_is_lock_started_before_the_consumer():
     host = node('compute2')
-    run(host, "cat > /etc/systemd/system/nova-compute.service <<'EOF'\n%sEOF\nsystemctl daemon-reload && "
-              "systemctl enable nova-compute.service" % STAND_IN)
+    run(host, stand_in.install_command(VG))
     # active LVs: the shutdown deactivates them before lvmlockd's lock-stop (the role's drop-in)
     assert modes(host)['images'] == 'shared'
     started = time.monotonic()
     subprocess.run(LABCTL + ['reboot', 'compute2'], check=True)
     host = node('compute2')
-    # SSH is up before the boot is over: the lock-start (20 s to 3 min) and the consumer after it
-    run(host, WAIT_FOR_CONSUMER)
+    run(host, stand_in.WAIT_COMMAND)
     boot = time.monotonic() - started
     lockstart = run(host, 'systemctl show -p ActiveEnterTimestampMonotonic --value lvmlocks.service').strip()
     consumer = run(host, 'systemctl show -p InactiveExitTimestampMonotonic --value nova-compute.service').strip()
