@@ -120,6 +120,10 @@ def storage_node_errors(values, groups, hostvars):
         if error:
             errors.append(error)
     errors += _devices(values.get('storage_node_devices'), 'storage_node_devices')
+    iothreads = values.get('storage_node_tgt_iothreads')
+    if iothreads is not None and not (str(iothreads).isdigit() and 1 <= int(iothreads) <= 128):
+        errors.append('storage_node_tgt_iothreads=%r: give tgtd a whole number of 1 to 128 I/O threads per LUN, '
+                      'or null for its default of 16' % (iothreads,))
     prefix = values.get('storage_node_iqn_prefix')
     error = _prefix_error(prefix, 'storage_node_iqn_prefix', 'volume-1', 'iqn.2010-10.org.openstack:')
     if error:
