@@ -19,13 +19,13 @@ LABCTL  := $(BIN)/python lab/labctl
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages demo test lint sanity unit docs docs-check integration system faults bench build clean lab-down
+.PHONY: help venv host-packages demo test lint sanity unit docs docs-check integration system bench build clean lab-down
 
 help:
 	@echo "make demo         boot the lab and converge playbooks/site.yml on it"
 	@echo "make test         everything CI runs: lint, sanity, unit, docs-check, then integration and system side by side"
 	@echo "make docs         the HTML docsite in .build/docs/build/html"
-	@echo "make lint | sanity | unit | docs-check | integration | system | faults | bench | build | clean"
+	@echo "make lint | sanity | unit | docs-check | integration | system | bench | build | clean"
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -81,31 +81,22 @@ integration: venv host-packages
 	LAB_DIR=.build/lab-single $(LABCTL) up single; \
 	LAB_DIR=.build/lab-single $(BIN)/pytest -q tests/integration
 
-# The role scenarios on the `cinder` topology, booted once and shared, in an order that builds on
-# itself: the lab's smoke test, the site scenario (converge, verify, then a -vvv converge that must
-# change nothing and show no secret), and the shared VG scenario (locks, reboot, recovery).
-# Every step runs even when an earlier one failed, so one run reports all of them; the target
+# Everything that needs the whole site, on one boot of the `cinder` topology, in an order that lets
+# each step use what the one before left: the lab's smoke test, site.yml --check on the fresh VMs,
+# the site scenario `default` (converge, verify, then a -vvv converge that must change nothing and
+# show no secret), the shared VG scenario (locks, reboot, recovery), then the faults on the
+# converged lab. Every step runs even after a failure, so one run reports all of them; the target
 # fails at the end, naming the failed steps.
 system: venv host-packages
 	export LAB_DIR=$(CURDIR)/.build/lab-cinder LAB_KEEP=1; \
 	trap '$(LABCTL) down' EXIT; \
 	failed=; step() { echo "=== make system: $$*"; "$$@" || failed="$$failed [$$*]"; }; \
 	step $(BIN)/molecule test -s lab_smoke; \
+	step $(BIN)/pytest -q -s tests/system/test_check_mode_fresh.py; \
 	step $(BIN)/molecule test -s default; \
 	step $(BIN)/molecule test -s shared_lvm; \
-	if [ -n "$$failed" ]; then echo "make system: failed:$$failed"; exit 1; fi
-
-# Check mode and faults on their own `cinder` lab (not yet in `make test`: the tgt restart and
-# storage link faults do not pass yet, see tests/system/test_faults.py): site.yml --check on the
-# fresh VMs, the site converged, then the faults on the converged lab.
-faults: venv host-packages
-	export LAB_DIR=$(CURDIR)/.build/lab-faults; \
-	trap '$(LABCTL) down' EXIT; \
-	failed=; step() { echo "=== make faults: $$*"; "$$@" || failed="$$failed [$$*]"; }; \
-	step $(BIN)/pytest -q -s tests/system/test_check_mode_fresh.py; \
-	step $(BIN)/ansible-playbook playbooks/site.yml; \
 	step $(BIN)/pytest -q -s tests/system/test_faults.py; \
-	if [ -n "$$failed" ]; then echo "make faults: failed:$$failed"; exit 1; fi
+	if [ -n "$$failed" ]; then echo "make system: failed:$$failed"; exit 1; fi
 
 # The two lab topologies run side by side (1 + 3 VMs: the machine's 4 slots): the module tests on
 # `single` in the background, their lines prefixed with [single], while `system` runs on `cinder`.
@@ -138,7 +129,6 @@ build: venv
 lab-down: venv
 	-LAB_DIR=.build/lab-single $(LABCTL) down
 	-LAB_DIR=.build/lab-cinder $(LABCTL) down
-	-LAB_DIR=.build/lab-faults $(LABCTL) down
 
 clean: lab-down
 	rm -rf .build
