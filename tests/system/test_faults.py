@@ -37,7 +37,7 @@ def paths_healthy(cluster):
     for node in COMPUTES:
         maps = cluster.out(node, 'multipath -ll')
         names = re.findall(r'^(\S+) \(', maps, re.M)
-        if not names or len(re.findall(r'active ready running', maps)) != 2 * len(names):
+        if not names or len(re.findall(r'active ready\s+running', maps)) != 2 * len(names):
             return False
         sessions = cluster.out(node, 'iscsiadm -m session -P 1')
         if len(re.findall(r'iSCSI Session State: LOGGED_IN', sessions)) != 2 * len(names):
@@ -142,7 +142,7 @@ def test_storage_link_down_during_a_write(cluster):
         # the write completes while the link is still down: on the other path
         finish_write(cluster, timeout=240)
         maps = cluster.out('compute1', 'multipath -ll %s' % VOLUME)
-        assert len(re.findall(r'active ready running', maps)) == 1, maps
+        assert len(re.findall(r'active ready\s+running', maps)) == 1, maps
     finally:
         cluster.sh('storage1', 'ip link set %s up' % link)
     cluster.wait_for('both paths active again after the link came back', lambda: paths_healthy(cluster), 240)
