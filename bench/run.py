@@ -637,8 +637,8 @@ def targets(site, table, data):
         if in_vm and bare:
             out.append('- No-op within 2x of the bare reads, at N = %d: our modules take %.2f s in the VM against '
                        '%.2f s of bare reads = %.2fx: %s. As Ansible sees them (ssh and module transfer added), '
-                       'the two tasks take %.2f s.' % (big, in_vm, bare, in_vm / bare,
-                                                      'met' if in_vm <= 2 * bare else 'NOT met', ours))
+                       'the two tasks take %.2f s.'
+                       % (big, in_vm, bare, in_vm / bare, 'met' if in_vm <= 2 * bare else 'NOT met', ours))
     return out
 
 
