@@ -82,7 +82,8 @@ integration: venv host-packages
 	LAB_DIR=.build/lab-single $(BIN)/pytest -q tests/integration
 
 # Everything that needs the whole site, on one boot of the `cinder` topology, in an order that lets
-# each step use what the one before left: the lab's smoke test, the site scenario `default`
+# each step use what the one before left: the lab's smoke test, site.yml --check on the still
+# fresh VMs (it must report changes and change nothing), the site scenario `default`
 # (converge, verify, then a -vvv converge that must change nothing and show no secret), the shared
 # VG scenario (locks, reboot, recovery), then the faults on the converged lab. Every step runs even
 # after a failure, so one run reports all of them; the target fails at the end, naming the failed
@@ -92,13 +93,13 @@ system: venv host-packages
 	trap '$(LABCTL) down' EXIT; \
 	failed=; step() { echo "=== make system: $$*"; "$$@" || failed="$$failed [$$*]"; }; \
 	step $(BIN)/molecule test -s lab_smoke; \
+	step $(BIN)/pytest -q -s tests/system/test_check_mode_fresh.py; \
 	step $(BIN)/molecule test -s default; \
 	step $(BIN)/molecule test -s shared_lvm; \
 	step $(BIN)/pytest -q -s tests/system/test_faults.py; \
 	if [ -n "$$failed" ]; then echo "make system: failed:$$failed"; exit 1; fi
 
-# site.yml --check on freshly booted `cinder` VMs, on a lab of its own (not yet in `make test`: its
-# last run stopped at a check-mode defect since fixed, and has not passed whole since).
+# The fresh-lab check of `make system` alone, on a lab of its own.
 check-fresh: venv host-packages
 	export LAB_DIR=$(CURDIR)/.build/lab-check; \
 	trap '$(LABCTL) down' EXIT; \

@@ -341,6 +341,19 @@ def read_by_path():
     return links
 
 
+def iscsid_running():
+    """Whether an iscsid process runs. Asking iscsiadm would start it: on Debian iscsid is
+    socket-activated, and its start loads the iSCSI kernel modules."""
+    for pid in os.listdir('/proc'):
+        try:
+            with open(os.path.join('/proc', pid, 'comm')) as handle:
+                if handle.read().strip() == 'iscsid':
+                    return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def settle(runner, module, timeout):
     """Wait for udev to finish creating the device nodes and links (no fixed sleep)."""
     if timeout > 0:
@@ -394,11 +407,18 @@ def main():
         discovered = []
         if state == 'logged_in':
             known = {(n['target'], n['portal']) for n in nodes if n['iface'] == iface}
+            # Discovery goes through iscsid: in check mode it must not be what starts it.
+            iscsid_stopped = module.check_mode and not iscsid_running()
             for portal in portals:
                 if targets and all((t, portal) in known for t in targets):
                     continue
                 if portal in pending_db:
                     module.warn('check mode: discovery at %s is skipped until discovery_auth is applied' % portal)
+                    continue
+                if iscsid_stopped:
+                    module.warn('check mode: iscsid is not running and discovery would start it; discovery at %s '
+                                'is skipped and the logins are predicted' % portal)
+                    pending_db.add(portal)
                     continue
                 # exit 21: the portal offers no target at all, reported below as targets not offered.
                 # In check mode the storage node may be set up by an earlier task of this run (a tgtd

@@ -121,6 +121,18 @@ def test_wrong_chap_fails_unchanged_and_leaves_no_record(lab, portals):
     assert DISK10 not in lab.sh('iscsiadm -m node', check=False)[1]  # the record it created is gone
 
 
+def test_check_mode_leaves_a_stopped_iscsid_stopped(lab, portals):
+    # Discovery would socket-activate iscsid, and its start loads the iSCSI kernel modules.
+    assert live_pairs(lab) == []
+    lab.sh('systemctl stop iscsid.service')
+    result, output = lab.module('iscsi_session', args(portals), check=True, raw=True)
+    assert result['changed'] and not result['failed']
+    assert sum('--login' in c for c in result['commands']) == 4
+    assert 'iscsid is not running and discovery would start it' in ' '.join(output.split()), output
+    assert lab.sh('systemctl is-active iscsid.service', check=False)[1].strip() == 'inactive'
+    assert DISK1 not in lab.sh('iscsiadm -m node', check=False)[1]
+
+
 def test_check_mode_changes_nothing(lab, portals):
     result = lab.module('iscsi_session', args(portals), check=True, diff=True)
     assert result['changed'] and not result['failed']

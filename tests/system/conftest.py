@@ -113,10 +113,15 @@ def recap(output):
 
 
 def assert_same_state(before, after):
+    """Every state command of every node printed the same; all differences are reported at once."""
+    changed = []
     for node in NODES:
         for command, text in before[node].items():
-            assert after[node][command] == text, '%s: %r changed\nbefore:\n%s\nafter:\n%s' % (
-                node, command, text, after[node][command])
+            if after[node][command] != text:
+                lines_before, lines_after = set(text.splitlines()), set(after[node][command].splitlines())
+                changed.append('%s: %r changed\n  lines gone: %s\n  lines new: %s' % (
+                    node, command, sorted(lines_before - lines_after), sorted(lines_after - lines_before)))
+    assert not changed, '\n'.join(changed)
 
 
 @pytest.fixture(scope='session')
