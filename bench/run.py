@@ -270,6 +270,12 @@ def modules_in_vm(n, reps):
     return statistics.median(times), times
 
 
+def git_head():
+    """The short commit of the working tree the bench measures."""
+    return subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'], check=False,
+                          stdout=subprocess.PIPE, text=True).stdout.strip() or '?'
+
+
 def site_done(who, data, reps):
     entry = data.get('site', {}).get(who, {})
     return bool(entry.get('converge')) and len(entry.get('noop', [])) >= reps
@@ -280,6 +286,7 @@ def phase_site(who, data, reps, playbook):
         log('%s site: kept from results.json' % who)
         return
     entry = data.setdefault('site', {}).setdefault(who, {})
+    entry['git'] = git_head()
     res = run_playbook(who, playbook, '%s-site-converge' % who)
     show('%s site converge (bare VMs)' % who, res)
     entry['converge'] = [res]
@@ -303,7 +310,7 @@ def phase_scale(who, data, sizes, reps_for, playbook, read_reps=0):
                 not read_reps or 'modules_in_vm' in old):
             log('%s N=%d: kept from results.json' % (who, n))
             continue
-        point = entry[str(n)] = {'converge': [], 'noop': []}
+        point = entry[str(n)] = {'converge': [], 'noop': [], 'git': git_head()}
         for rep in range(conv_reps):
             clean_scale()
             try:
@@ -364,7 +371,7 @@ def versions():
         'qemu': out(['qemu-system-x86_64', '--version']).splitlines()[0],
         'ours': 'openblock.storage %s (git %s), ansible-core %s' % (
             re.search(r'^version:\s*(\S+)', galaxy, re.M).group(1),
-            out(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD']),
+            git_head(),
             out([os.path.join(VENV_BIN, 'python'), '-c', 'import ansible; print(ansible.__version__)'])),
         'peer': 'ansible %s (community.general %s), ansible-core %s' % (
             peer.get('ansible', '?'), cg_version, peer.get('ansible-core', '?')),
@@ -575,11 +582,15 @@ def write_report(data):
               '`--portal` (a known defect of the module), so the first portal\'s item logs in through both '
               'portals and the second one finds the session. Its tgt loops skip the targets the one '
               '`tgtadm --op show` already lists, so on storage1 its no-op re-run mostly pays the `lvol` loop.',
-              '- Our multipath role still reads each volume\'s WWID with one shell task per volume, the '
-              'slowest task of our site re-run above: a loop left in the collection.',
               '- Each Ansible module task costs seconds in these VMs whatever it does (ssh, module transfer, '
               'Python start-up under TCG): the gap between our modules in the VM and our two tasks.',
               ]
+    measured_at = sorted(set('%s %s at git %s' % (who, phase, entry['git'])
+                             for phase, sides in (('site', site), ('scale', data.get('scale', {})))
+                             for who, part in sides.items()
+                             for entry in ([part] if phase == 'site' else part.values()) if entry.get('git')))
+    if len(set(m.rsplit(' ', 1)[1] for m in measured_at)) > 1:
+        lines += ['- The phases were measured at different commits: %s.' % '; '.join(measured_at)]
     if meta.get('resumed'):
         lines += ['- This bench ran in %d invocations: `run.py --resume` kept the finished runs of the interrupted '
                   'ones (the repetitions were cut to fit the time), so the wall time is their sum.'
