@@ -585,12 +585,17 @@ def write_report(data):
               '- Each Ansible module task costs seconds in these VMs whatever it does (ssh, module transfer, '
               'Python start-up under TCG): the gap between our modules in the VM and our two tasks.',
               ]
-    measured_at = sorted(set('%s %s at git %s' % (who, phase, entry['git'])
-                             for phase, sides in (('site', site), ('scale', data.get('scale', {})))
-                             for who, part in sides.items()
-                             for entry in ([part] if phase == 'site' else part.values()) if entry.get('git')))
-    if len(set(m.rsplit(' ', 1)[1] for m in measured_at)) > 1:
-        lines += ['- The phases were measured at different commits: %s.' % '; '.join(measured_at)]
+    commits = {}  # phase -> the commit it was measured at (runs older than the record have none)
+    for who, entry in site.items():
+        if entry.get('git'):
+            commits['%s site' % who] = entry['git']
+    for who, points in data.get('scale', {}).items():
+        for n, point in points.items():
+            if point.get('git'):
+                commits['%s N=%s' % (who, n)] = point['git']
+    if len(set(commits.values())) > 1:
+        lines += ['- The phases were measured at different commits: %s.'
+                  % '; '.join('%s at git %s' % item for item in sorted(commits.items()))]
     if meta.get('resumed'):
         lines += ['- This bench ran in %d invocations: `run.py --resume` kept the finished runs of the interrupted '
                   'ones (the repetitions were cut to fit the time), so the wall time is their sum.'
