@@ -112,7 +112,7 @@ check-fresh: venv host-packages
 # 2 cores it takes the CPU the cinder VMs leave.
 NICE_SINGLE := nice -n 3
 test: venv host-packages
-	trap 'LAB_DIR=.build/lab-single $(LABCTL) down; LAB_DIR=.build/lab-cinder $(LABCTL) down' EXIT; \
+	trap '$(MAKE) --no-print-directory lab-down' EXIT; \
 	( LAB_DIR=.build/lab-single $(NICE_SINGLE) $(LABCTL) up single 2>&1 | sed -u 's/^/[single] /' ) & boot_single=$$!; \
 	( LAB_DIR=.build/lab-cinder $(LABCTL) up cinder 2>&1 | sed -u 's/^/[cinder] /' ) & boot_cinder=$$!; \
 	rc=0; $(MAKE) --no-print-directory lint sanity unit docs-check || rc=$$?; \
