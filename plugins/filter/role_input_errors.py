@@ -178,7 +178,7 @@ def compute_initiator_errors(values):
         if error:
             errors.append(error)
     for option, sample, example in (('compute_initiator_iqn_prefix', 'volume-1', 'iqn.2010-10.org.openstack:'),
-                                    ('compute_initiator_name_prefix', ':1a2b3c', 'iqn.2004-10.com.ubuntu')):
+                                    ('compute_initiator_name_prefix', ':1a2b3c', 'iqn.1993-08.org.debian:01')):
         error = _prefix_error(values.get(option), option, sample, example)
         if error:
             errors.append(error)
