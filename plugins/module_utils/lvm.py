@@ -80,10 +80,19 @@ def _value(key, value):
     return value
 
 
+def vg_report_argv(name):
+    """The ``vgs`` of VG ``name`` alone (empty report, exit 0, when it does not exist)."""
+    return report_argv('vgs', VG_FIELDS, '--select', 'vg_name=%s' % name)
+
+
+def lv_report_argv(vg):
+    """The ``lvs`` of every visible LV of ``vg``."""
+    return report_argv('lvs', LV_FIELDS, vg)
+
+
 def read_vg(runner, name):
     """The report row of VG ``name``, or None when no such VG exists (one ``vgs``)."""
-    argv = report_argv('vgs', VG_FIELDS, '--select', 'vg_name=%s' % name)
-    rows = parse_report(runner.read(argv, what='reading volume group %s' % name)[1], 'vg')
+    rows = parse_report(runner.read(vg_report_argv(name), what='reading volume group %s' % name)[1], 'vg')
     return rows[0] if rows else None
 
 
@@ -94,7 +103,7 @@ def read_pvs(runner):
 
 def read_lvs(runner, vg):
     """Every visible LV of ``vg`` (one ``lvs``); hidden pool sub-LVs are not listed."""
-    return parse_report(runner.read(report_argv('lvs', LV_FIELDS, vg), what='reading logical volumes of %s' % vg)[1], 'lv')
+    return parse_report(runner.read(lv_report_argv(vg), what='reading logical volumes of %s' % vg)[1], 'lv')
 
 
 def converge_lvs(module, vg_name, plan, view, facts, predicted):

@@ -31,7 +31,7 @@ description:
   - Validates all input before changing anything and fails with every error; refuses without O(force) to
     remove a target, or to remove or change a LUN of a target, that has connected initiators (and names
     them); refuses a backing path that does not exist, and a block device in use on the host
-    (mounted, held by device-mapper or md, or swap).
+    (mounted, held by device-mapper or md, or swap) that a LUN would newly export.
 options:
   targets:
     description:
@@ -315,22 +315,42 @@ def size_of(path):
         os.close(fd)
 
 
+def lun_where(target, lun_index, lun):
+    """How an error names a LUN's path: the option and the value."""
+    return 'targets[%d].luns[%d].path=%r' % (target['index'], lun_index, lun['path'])
+
+
 def missing_paths(targets):
     """(LUN paths that do not exist, other unusable paths), each as error messages."""
     absent, errors = [], []
     for target in targets:
         for lun_index, lun in enumerate(target['luns']):
-            where = 'targets[%d].luns[%d].path=%r' % (target['index'], lun_index, lun['path'])
+            where = lun_where(target, lun_index, lun)
             if not os.path.exists(lun['path']):
                 absent.append(where + ' does not exist; create the volume or file first')
             elif os.path.isdir(lun['path']):
                 errors.append(where + ' is a directory; give a file or a block device')
-            elif stat.S_ISBLK(os.stat(lun['path']).st_mode):
+    return absent, errors
+
+
+def paths_in_use(targets, live):
+    """Block devices a LUN would newly export that something on this host uses, as error messages.
+
+    One that the live target already exports as that LUN was checked when it was added, so a
+    no-op run does not look at every device again.
+    """
+    errors = []
+    for target in targets:
+        exported = live.get(target['iqn'], {}).get('luns', {})
+        for lun_index, lun in enumerate(target['luns']):
+            if exported.get(lun['lun'], {}).get('path') == lun['path'] or not os.path.exists(lun['path']):
+                continue
+            if stat.S_ISBLK(os.stat(lun['path']).st_mode):
                 usage = device_usage(os.path.basename(os.path.realpath(lun['path'])), sys_block='/sys/class/block')
                 if usage:
-                    errors.append(where + ' is in use on this host (%s); export a device nothing here uses '
-                                  '(unmount it or stop what holds it first)' % '; '.join(usage))
-    return absent, errors
+                    errors.append(lun_where(target, lun_index, lun) + ' is in use on this host (%s); export a '
+                                  'device nothing here uses (unmount it or stop what holds it first)' % '; '.join(usage))
+    return errors
 
 
 def main():
@@ -345,7 +365,9 @@ def main():
     )
     params = module.params
     desired, errors = validate_targets(params['targets'])
-    absent, path_errors = missing_paths([t for t in desired if t['state'] == 'present'])
+    wanted = set(t['iqn'] for t in desired)
+    present = [t for t in desired if t['state'] == 'present']
+    absent, path_errors = missing_paths(present)
     if module.check_mode:
         # A task before this one may create the volumes in this run: warn, and predict the rest.
         for error in absent:
@@ -359,6 +381,10 @@ def main():
     runner = Runner(module)
     with host_lock(module):
         live = parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
+        errors = paths_in_use(present, live)
+        if errors:
+            module.fail_json(msg='invalid input, nothing was changed: ' + '; '.join(errors), errors=errors,
+                             commands=[])
         files = read_managed_files()
         options = dict(exclusive=params['exclusive'], force=params['force'], persist=params['persist'])
         plan = plan_targets(desired, live, files, **options)
@@ -369,9 +395,9 @@ def main():
             error = Refusal(plan.refusals)
             module.fail_json(msg='refused, nothing was changed: ' + str(error), reasons=error.reasons, commands=[])
 
-        touched = [t['iqn'] for t in desired] + [iqn for iqn in files if iqn not in set(t['iqn'] for t in desired)
-                                                 and params['exclusive']]
-        before = dict((iqn, owned_view(live.get(iqn))) for iqn in touched)
+        touched = [t['iqn'] for t in desired] + (
+            [iqn for iqn in files if iqn not in wanted] if params['exclusive'] else [])
+        before = dict((iqn, owned_view(live.get(iqn))) for iqn in touched) if module._diff else None
         changed = runner.apply(plan.actions)
         if not module.check_mode:
             for path in plan.removals:
@@ -383,15 +409,6 @@ def main():
         if plan.actions and not module.check_mode:
             live = parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
 
-    if module.check_mode:
-        after = dict((iqn, before[iqn]) for iqn in touched)
-        after.update((t['iqn'], desired_view(t)) for t in desired)
-        for iqn in touched:
-            if iqn not in set(t['iqn'] for t in desired):
-                after[iqn] = None
-    else:
-        after = dict((iqn, owned_view(live.get(iqn))) for iqn in touched)
-
     results = []
     for target in desired:
         if target['iqn'] in live:
@@ -402,6 +419,12 @@ def main():
     result = dict(changed=changed, targets=results, commands=runner.commands,
                   files=dict(written=sorted(plan.writes), removed=sorted(plan.removals)))
     if module._diff:
+        if module.check_mode:
+            after = dict(before)
+            after.update((t['iqn'], desired_view(t)) for t in desired)
+            after.update((iqn, None) for iqn in touched if iqn not in wanted)
+        else:
+            after = dict((iqn, owned_view(live.get(iqn))) for iqn in touched)
         result['diff'] = diff_result(before, after)
     module.exit_json(**result)
 
