@@ -610,7 +610,11 @@ def write_report(data):
             commits['%s site' % who] = entry['git']
     for who, points in data.get('scale', {}).items():
         for n, point in points.items():
-            if point.get('git'):
+            # noop_git: the no-op figures were measured again, later, on the converge kept from git
+            if point.get('noop_git'):
+                commits['%s N=%s converge' % (who, n)] = point['git']
+                commits['%s N=%s no-op' % (who, n)] = point['noop_git']
+            elif point.get('git'):
                 commits['%s N=%s' % (who, n)] = point['git']
     if len(set(commits.values())) > 1:
         lines += ['- The phases were measured at different commits: %s.'
