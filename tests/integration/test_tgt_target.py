@@ -156,6 +156,23 @@ def test_rerun_changes_nothing(tgt_lab):
     assert result['changed'] is False and result['commands'] == [], result
 
 
+def test_a_device_in_use_is_refused_only_where_a_lun_would_newly_export_it(tgt_lab):
+    """The re-run of an exported LUN does not check its device again; a new export of it is refused."""
+    lab, initiator = tgt_lab
+    sectors = lab.out('blockdev --getsz %s' % LV).strip()
+    lab.sh("dmsetup create itest-tgt-holder --table '0 %s linear %s 0'" % (sectors, LV))
+    try:
+        result = lab.module('tgt_target', dict(targets=[main_spec(lab, initiator)]))
+        assert result['changed'] is False and result['commands'] == [], result
+        before = show(lab)
+        result = failure(lab, dict(targets=[dict(iqn=FILLER, luns=[dict(lun=1, path=LV)])]))
+        assert "targets[0].luns[0].path='%s' is in use on this host" % LV in result['msg']
+        assert '(itest-tgt-holder)' in result['msg']
+        assert result['commands'] == [] and show(lab) == before
+    finally:
+        lab.sh('dmsetup remove itest-tgt-holder')
+
+
 def test_check_mode_changes_nothing(tgt_lab):
     lab, initiator = tgt_lab
     spec = main_spec(lab, initiator)
