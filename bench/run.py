@@ -601,8 +601,9 @@ def write_report(data):
               '`--portal` (a known defect of the module), so the first portal\'s item logs in through both '
               'portals and the second one finds the session. Its tgt loops skip the targets the one '
               '`tgtadm --op show` already lists, so on storage1 its no-op re-run mostly pays the `lvol` loop.',
-              '- Each Ansible module task costs seconds in these VMs whatever it does (ssh, module transfer, '
-              'Python start-up under TCG): the gap between our modules in the VM and our two tasks.',
+              '- Each Ansible module task costs seconds in these VMs whatever it does: the start-up column '
+              '(Python and ansible.module_utils under TCG), and ssh and module transfer on top of that (the '
+              'gap between our modules in the VM and our two tasks).',
               ]
     commits = {}  # phase -> the commit it was measured at (runs older than the record have none)
     for who, entry in site.items():
