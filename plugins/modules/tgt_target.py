@@ -321,8 +321,9 @@ def lun_where(target, lun_index, lun):
 
 
 def missing_paths(targets):
-    """(LUN paths that do not exist, other unusable paths), each as error messages."""
-    absent, errors = [], []
+    """(LUN paths that do not exist, other unusable paths) as error messages, and the LUNs backed by
+    a block device as (target, lun index, lun), for paths_in_use."""
+    absent, errors, devices = [], [], []
     for target in targets:
         for lun_index, lun in enumerate(target['luns']):
             where = lun_where(target, lun_index, lun)
@@ -330,26 +331,26 @@ def missing_paths(targets):
                 absent.append(where + ' does not exist; create the volume or file first')
             elif os.path.isdir(lun['path']):
                 errors.append(where + ' is a directory; give a file or a block device')
-    return absent, errors
+            elif stat.S_ISBLK(os.stat(lun['path']).st_mode):
+                devices.append((target, lun_index, lun))
+    return absent, errors, devices
 
 
-def paths_in_use(targets, live):
-    """Block devices a LUN would newly export that something on this host uses, as error messages.
+def paths_in_use(devices, live):
+    """Of the block-device LUNs ``devices``, those a LUN would newly export that something on this
+    host uses, as error messages.
 
     One that the live target already exports as that LUN was checked when it was added, so a
     no-op run does not look at every device again.
     """
     errors = []
-    for target in targets:
-        exported = live.get(target['iqn'], {}).get('luns', {})
-        for lun_index, lun in enumerate(target['luns']):
-            if exported.get(lun['lun'], {}).get('path') == lun['path'] or not os.path.exists(lun['path']):
-                continue
-            if stat.S_ISBLK(os.stat(lun['path']).st_mode):
-                usage = device_usage(os.path.basename(os.path.realpath(lun['path'])), sys_block='/sys/class/block')
-                if usage:
-                    errors.append(lun_where(target, lun_index, lun) + ' is in use on this host (%s); export a '
-                                  'device nothing here uses (unmount it or stop what holds it first)' % '; '.join(usage))
+    for target, lun_index, lun in devices:
+        if live.get(target['iqn'], {}).get('luns', {}).get(lun['lun'], {}).get('path') == lun['path']:
+            continue
+        usage = device_usage(os.path.basename(os.path.realpath(lun['path'])), sys_block='/sys/class/block')
+        if usage:
+            errors.append(lun_where(target, lun_index, lun) + ' is in use on this host (%s); export a device '
+                          'nothing here uses (unmount it or stop what holds it first)' % '; '.join(usage))
     return errors
 
 
@@ -366,8 +367,7 @@ def main():
     params = module.params
     desired, errors = validate_targets(params['targets'])
     wanted = set(t['iqn'] for t in desired)
-    present = [t for t in desired if t['state'] == 'present']
-    absent, path_errors = missing_paths(present)
+    absent, path_errors, devices = missing_paths([t for t in desired if t['state'] == 'present'])
     if module.check_mode:
         # A task before this one may create the volumes in this run: warn, and predict the rest.
         for error in absent:
@@ -381,7 +381,7 @@ def main():
     runner = Runner(module)
     with host_lock(module):
         live = parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
-        errors = paths_in_use(present, live)
+        errors = paths_in_use(devices, live)
         if errors:
             module.fail_json(msg='invalid input, nothing was changed: ' + '; '.join(errors), errors=errors,
                              commands=[])
