@@ -114,6 +114,13 @@ def converge_lvs(module, vg_name, plan, view, facts, predicted):
     module returns; ``predicted`` says what check mode would do once a VG that does not exist yet
     (an earlier task may create it in this run) is there.
     """
+    def returned(lvs, changed_names):
+        """The facts, with only the volumes in ``changed_names`` unless the task asks for report=all."""
+        found = facts(lvs)
+        if module.params['report'] != 'all':
+            found['volumes'] = dict((name, v) for name, v in found['volumes'].items() if name in changed_names)
+        return found
+
     runner = Runner(module)
     with host_lock(module):
         vg = read_vg(runner, vg_name)
@@ -128,13 +135,15 @@ def converge_lvs(module, vg_name, plan, view, facts, predicted):
         try:
             actions, expected = plan(vg, lvs)
         except Refusal as refusal:
-            module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[], **facts(lvs))
+            module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[], **returned(lvs, ()))
         changed = runner.apply(actions, fail_extra=dict(vg=vg_name))
         if changed and not module.check_mode:
             lvs = read_lvs(runner, vg_name)
             expected = view(lvs)
 
-    result = dict(changed=changed, commands=runner.commands, **facts(lvs))
+    changed_names = set(name for name in set(before['volumes']) | set(expected['volumes'])
+                        if before['volumes'].get(name) != expected['volumes'].get(name))
+    result = dict(changed=changed, commands=runner.commands, **returned(lvs, changed_names))
     if module._diff:
         result['diff'] = diff_result(before, expected)
     module.exit_json(**result)

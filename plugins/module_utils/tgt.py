@@ -382,6 +382,7 @@ class Plan(object):
         self.removals = []   # paths
         self.refusals = []
         self.needs_accounts = False
+        self.changed_iqns = set()  # listed targets the plan creates or changes, live or in conf.d
 
 
 def plan_targets(desired, live, files, accounts=None, exclusive=False, force=False, persist=True):
@@ -467,16 +468,23 @@ def plan_targets(desired, live, files, accounts=None, exclusive=False, force=Fal
             while tid in used_tids:
                 tid += 1
             used_tids.add(tid)
-            creations += _create_actions(tid, target)
+            actions = _create_actions(tid, target)
+            creations += actions
         else:
-            updates += _update_actions(have, target, reset, force, plan.refusals)
+            actions = _update_actions(have, target, reset, force, plan.refusals)
+            updates += actions
+        conf_changes = False
         if persist:
             text = render_conf(target)
             managed = files.get(iqn)
             if managed is None or managed['text'] != text:
                 plan.writes[conf_path(iqn)] = text
+                conf_changes = True
         elif iqn in files:
             plan.removals.append(files[iqn]['path'])
+            conf_changes = True
+        if actions or conf_changes:
+            plan.changed_iqns.add(iqn)
 
     # 4. Accounts nobody uses any more that came from our files.
     cleanup = []

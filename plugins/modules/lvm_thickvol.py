@@ -80,6 +80,7 @@ options:
     default: false
 extends_documentation_fragment:
   - openblock.storage.attributes
+  - openblock.storage.volume_report
 notes:
   - In diff mode, before and after show each plain LV's size and activity.
   - Runs the LVM commands with C(LC_ALL=C). Needs lvm2 2.02.158 or later (JSON reports) and GNU dd.
@@ -125,7 +126,9 @@ vg:
   type: str
   sample: cinder-volumes
 volumes:
-  description: Every plain LV of the VG after the run, by name. Sizes in bytes.
+  description:
+    - The plain LVs of the VG after the run that it created or changed (in check mode, as they are now), or
+      with O(report=all) every one, by name. Sizes in bytes.
   returned: always
   type: dict
   sample:
@@ -160,6 +163,7 @@ def main():
             clear=dict(type='str', choices=list(CLEAR_CHOICES), default='zero'),
             clear_size=dict(type='int', default=0),
             force=dict(type='bool', default=False),
+            report=dict(type='str', choices=['changed', 'all'], default='changed'),
         ),
         supports_check_mode=True,
     )

@@ -115,6 +115,7 @@ options:
     default: false
 extends_documentation_fragment:
   - openblock.storage.attributes
+  - openblock.storage.volume_report
 notes:
   - In diff mode, before and after show the pool's size and settings and each volume's size, activity
     and origin.
@@ -171,7 +172,9 @@ pool:
     zero: true
     discards: passdown
 volumes:
-  description: Every thin volume of the pool after the run, by name. Sizes in bytes.
+  description:
+    - The thin volumes of the pool after the run that it created or changed (in check mode, as they are now),
+      or with O(report=all) every one, by name. Sizes in bytes.
   returned: always
   type: dict
   sample:
@@ -212,6 +215,7 @@ def main():
             volumes=dict(type='list', elements='dict', options=VOLUME_OPTIONS, default=[]),
             purge=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
+            report=dict(type='str', choices=['changed', 'all'], default='changed'),
         ),
         supports_check_mode=True,
     )

@@ -142,6 +142,15 @@ options:
         cut (the target is removed with C(tgtadm --force)).
     type: bool
     default: false
+  report:
+    description:
+      - Which listed targets RV(targets) describes. V(changed), those this run created or changed;
+        V(all), every listed target.
+      - With V(changed) a run over hundreds of converged targets returns a short result; ask for V(all) to
+        read the tid, WWIDs and sessions of every target.
+    type: str
+    choices: [changed, all]
+    default: changed
 extends_documentation_fragment:
   - openblock.storage.attributes
 notes:
@@ -192,7 +201,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 targets:
-  description: Each listed target that exists after the run (in check mode, as it is now), in the order listed.
+  description:
+    - Each listed target that this run created or changed (in check mode, would), or with O(report=all) each
+      listed target, that exists after the run (in check mode, as it is now), in the order listed.
   returned: always
   type: list
   elements: dict
@@ -361,6 +372,7 @@ def main():
             persist=dict(type='bool', default=True),
             exclusive=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
+            report=dict(type='str', choices=['changed', 'all'], default='changed'),
         ),
         supports_check_mode=True,
     )
@@ -411,7 +423,7 @@ def main():
 
     results = []
     for target in desired:
-        if target['iqn'] in live:
+        if target['iqn'] in live and (params['report'] == 'all' or target['iqn'] in plan.changed_iqns):
             view = target_view(live[target['iqn']], size_of)
             path = conf_path(target['iqn'])
             view['conf_file'] = path if os.path.exists(path) else None

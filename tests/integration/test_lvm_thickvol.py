@@ -107,8 +107,10 @@ def test_check_mode_create_rerun_grow_and_shrink_refused(vg):
     lab.sh('test -b /dev/%s/vol-a && test -b /dev/%s/vol-b' % (VG, VG))
 
     result = lab.module('lvm_thickvol', args, diff=True)
-    assert not result['changed'] and result['commands'] == []
+    assert not result['changed'] and result['commands'] == [] and result['volumes'] == {}
     assert result['diff']['before'] == result['diff']['after']
+    everything = lab.module('lvm_thickvol', dict(args, report='all'))
+    assert sorted(everything['volumes']) == ['vol-a', 'vol-b']
 
     result = lab.module('lvm_thickvol', thick(volumes=[dict(name='vol-a', size='20M')]))
     assert result['changed'] and result['commands'] == ['lvextend --size 20971520b %s/vol-a' % VG]

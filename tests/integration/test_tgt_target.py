@@ -224,7 +224,7 @@ def test_recreated_target_with_another_tid_keeps_its_wwid(tgt_lab):
     disks = login(lab, MAIN)
     wwids = dict((lun, lab.out('/lib/udev/scsi_id -g -u -d %s' % disk).strip()) for lun, disk in disks.items())
     logout(lab, MAIN)
-    old = lab.module('tgt_target', dict(targets=[main_spec(lab, initiator)]))['targets'][0]['tid']
+    old = lab.module('tgt_target', dict(targets=[main_spec(lab, initiator)], report='all'))['targets'][0]['tid']
     assert lab.module('tgt_target', dict(targets=[dict(iqn=MAIN, state='absent')]))['changed']
     # A filler takes the lowest free tid (the old one), so the target comes back with another.
     filler = lab.module('tgt_target', dict(targets=[dict(iqn=FILLER)]))['targets'][0]
@@ -254,7 +254,9 @@ def test_many_targets_in_one_task(tgt_lab, record_property):
     started = time.monotonic()
     noop = lab.module('tgt_target', dict(targets=targets))
     noop_s = time.monotonic() - started
-    assert noop['changed'] is False and noop['commands'] == []
+    assert noop['changed'] is False and noop['commands'] == [] and noop['targets'] == []
+    everything = lab.module('tgt_target', dict(targets=targets, report='all'))
+    assert everything['changed'] is False and [t['iqn'] for t in everything['targets']] == [t['iqn'] for t in targets]
     # Commands the module ran on the no-op: the one `tgtadm --op show` (reads are not in `commands`).
     noop_module_s = float(lab.out(
         "python3 -c 'import time,subprocess; t=time.monotonic(); "

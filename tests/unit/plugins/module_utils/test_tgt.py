@@ -177,6 +177,16 @@ def test_converged_state_after_tgtd_restart_plans_nothing():
     plan = tgt.plan_targets(smoke_desired(), live, smoke_files())
     assert plan.actions == [] and plan.writes == {} and plan.removals == [] and plan.refusals == []
     assert not plan.needs_accounts
+    assert plan.changed_iqns == set()
+
+
+def test_only_the_target_whose_conf_file_is_missing_counts_as_changed():
+    live = tgt.parse_show(fixture('show_converged_after_restart.txt'))
+    files = smoke_files()
+    del files['iqn.2026-11.test.tgt:smoke2']
+    plan = tgt.plan_targets(smoke_desired(), live, files)
+    assert plan.actions == [] and sorted(plan.writes) == [tgt.conf_path('iqn.2026-11.test.tgt:smoke2')]
+    assert plan.changed_iqns == {'iqn.2026-11.test.tgt:smoke2'}
 
 
 def test_create_from_empty_uses_lowest_tid_and_sets_identity_before_acl():
@@ -192,6 +202,7 @@ def test_create_from_empty_uses_lowest_tid_and_sets_identity_before_acl():
     assert any(a.endswith('--tid 2 -I 0.0.0.0/32') for a in argvs)
     assert not any(' -I ALL' in a and '--tid 2' in a for a in argvs)
     assert sorted(plan.writes) == [tgt.conf_path('iqn.2026-11.test.tgt:smoke1'), tgt.conf_path('iqn.2026-11.test.tgt:smoke2')]
+    assert plan.changed_iqns == {'iqn.2026-11.test.tgt:smoke1', 'iqn.2026-11.test.tgt:smoke2'}
 
 
 def test_secrets_are_masked_in_shown_commands():
@@ -239,6 +250,7 @@ def test_adding_a_lun_to_a_connected_target_is_allowed(busy):
     assert plan.refusals == []
     assert [a.argv[3:7] for a in plan.actions] == [['--mode', 'logicalunit', '--op', 'new'],
                                                    ['--mode', 'logicalunit', '--op', 'update']]
+    assert plan.changed_iqns == {'iqn.2026-11.test.tgt:exp1'}
 
 
 def test_reconcile_unbinds_before_binding_and_replaces_unknown_secrets(busy):
@@ -275,6 +287,8 @@ def test_persist_false_removes_the_file_of_a_listed_target():
     plan = tgt.plan_targets(smoke_desired(), live, smoke_files(), persist=False)
     assert plan.actions == [] and plan.writes == {}
     assert sorted(plan.removals) == sorted(f['path'] for f in smoke_files().values())
+    # No command runs, but each file goes: both targets count as changed.
+    assert plan.changed_iqns == {'iqn.2026-11.test.tgt:smoke1', 'iqn.2026-11.test.tgt:smoke2'}
 
 
 def test_removed_targets_accounts_are_deleted_when_unused():
