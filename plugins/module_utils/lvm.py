@@ -111,7 +111,8 @@ def converge_lvs(module, vg_name, plan, view, facts, predicted):
 
     The body that lvm_thinvol and lvm_thickvol share: ``plan(vg, lvs)`` returns ``(actions, expected
     view)`` or raises Refusal, ``view(lvs)`` is what diff mode shows, ``facts(lvs)`` the objects the
-    module returns; ``predicted`` says what check mode would do once a VG that does not exist yet
+    module returns (their volumes cut to the changed ones by the module's ``report`` option,
+    plan.REPORT_OPTION); ``predicted`` says what check mode would do once a VG that does not exist yet
     (an earlier task may create it in this run) is there.
     """
     def returned(lvs, changed_names):

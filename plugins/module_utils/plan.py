@@ -21,6 +21,9 @@ MASK = '********'
 LOCK_PATH = '/run/lock/openblock-storage.lock'
 # LVM and friends print localized text and units unless told not to.
 TOOL_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
+# The `report` option of the modules that converge lists of objects: return the objects the run
+# created or changed (`changed`), or every listed one (`all`).
+REPORT_OPTION = dict(type='str', choices=['changed', 'all'], default='changed')
 
 
 class Action(object):

@@ -147,6 +147,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
     CLEAR_CHOICES, converge_lvs, plan_thick, thick_facts, thick_spec, thick_view)
+from ansible_collections.openblock.storage.plugins.module_utils.plan import REPORT_OPTION
 
 VOLUME_OPTIONS = dict(
     name=dict(type='str', required=True),
@@ -163,7 +164,7 @@ def main():
             clear=dict(type='str', choices=list(CLEAR_CHOICES), default='zero'),
             clear_size=dict(type='int', default=0),
             force=dict(type='bool', default=False),
-            report=dict(type='str', choices=['changed', 'all'], default='changed'),
+            report=REPORT_OPTION,
         ),
         supports_check_mode=True,
     )

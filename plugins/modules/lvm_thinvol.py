@@ -192,6 +192,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
     converge_lvs, plan_thin, thin_facts, thin_spec, thin_view)
+from ansible_collections.openblock.storage.plugins.module_utils.plan import REPORT_OPTION
 
 VOLUME_OPTIONS = dict(
     name=dict(type='str', required=True),
@@ -215,7 +216,7 @@ def main():
             volumes=dict(type='list', elements='dict', options=VOLUME_OPTIONS, default=[]),
             purge=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
-            report=dict(type='str', choices=['changed', 'all'], default='changed'),
+            report=REPORT_OPTION,
         ),
         supports_check_mode=True,
     )

@@ -260,7 +260,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
-from ansible_collections.openblock.storage.plugins.module_utils.plan import Runner, diff_result, host_lock
+from ansible_collections.openblock.storage.plugins.module_utils.plan import REPORT_OPTION, Runner, diff_result, host_lock
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import (
     CONF_DIR, CONF_PREFIX, SHOW_ACCOUNTS, SHOW_TARGETS, Refusal, conf_path, desired_view, owned_view,
     parse_accounts, parse_conf, parse_show, plan_targets, target_view, validate_targets)
@@ -372,7 +372,7 @@ def main():
             persist=dict(type='bool', default=True),
             exclusive=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
-            report=dict(type='str', choices=['changed', 'all'], default='changed'),
+            report=REPORT_OPTION,
         ),
         supports_check_mode=True,
     )
