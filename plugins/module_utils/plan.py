@@ -5,39 +5,84 @@
 A module reads state through ``Runner.read`` (allowed in check mode), builds a list of
 ``Action`` objects in a pure planner, and hands them to ``Runner.apply``, which stops before
 running anything in check mode, checks every exit code, and reports each command with its
-secrets masked. ``host_lock`` serializes modules of this collection on one host, so two
-playbook runs at once never interleave half-applied changes.
+secrets masked. Every command runs under a time bound (coreutils ``timeout``), so a tool that
+hangs fails the module instead of holding the host for ever. ``host_lock`` serializes modules of
+this collection on one host, so two playbook runs at once never interleave half-applied changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shlex
+import stat
 import time
 
 MASK = '********'
-LOCK_PATH = '/run/lock/openblock-storage.lock'
+# A directory only root can write: a lock in world-writable /run/lock could be created or held by
+# any local user, stalling every module of the collection.
+LOCK_DIR = '/run/openblock-storage'
+LOCK_NAME = 'host.lock'
 # LVM and friends print localized text and units unless told not to.
 TOOL_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
 # The `report` option of the modules that converge lists of objects: return the objects the run
 # created or changed (`changed`), or every listed one (`all`).
 REPORT_OPTION = dict(type='str', choices=['changed', 'all'], default='changed')
 
+# Time bounds, in seconds, by tool. Generous for a 1-vCPU TCG VM; a command past its bound is
+# killed and the module fails naming it. iscsiadm's login retries and LVM lock starts are the slow
+# ones; a planner can give any action a bound of its own (dd scales with what it clears).
+TIMEOUTS = {'iscsiadm': 180, 'vgchange': 300, 'lvchange': 180, 'dd': 600}
+DEFAULT_TIMEOUT = 120
+KILL_AFTER = 10
+# Where to look when a command of that tool hangs.
+HANG_HINTS = {
+    'iscsiadm': 'check the portal is reachable and `journalctl -u iscsid`',
+    'tgtadm': 'check `systemctl status tgt` and `journalctl -u tgt`',
+    'multipath': 'check `multipathd show paths` and `journalctl -u multipathd`',
+    'multipathd': 'check `journalctl -u multipathd`',
+    'sanlock': 'check `sanlock client status` and `journalctl -u sanlock -u wdmd`',
+    'lvmlockctl': 'check `lvmlockctl --info`, `sanlock client status` and `journalctl -u lvmlockd`',
+}
+LVM_HANG_HINT = ('check `dmesg` for blocked I/O, and for a shared VG `lvmlockctl --info` and `sanlock client '
+                 'status`; playbooks/recover_shared_lvm.yml recovers a host whose lock daemons are stuck')
+
+
+def timeout_of(argv):
+    """The default time bound of a command, from its tool."""
+    return TIMEOUTS.get(os.path.basename(str(argv[0])), DEFAULT_TIMEOUT)
+
+
+def hang_hint(argv):
+    tool = os.path.basename(str(argv[0]))
+    return HANG_HINTS.get(tool, LVM_HANG_HINT if tool.startswith(('lv', 'vg', 'pv')) else 'check `dmesg` and the journal')
+
 
 class Action(object):
-    """One command of a plan: its argv, the sentence a human reads, and the secrets in it."""
+    """One command of a plan: its argv, the sentence a human reads, and the secrets in it.
 
-    def __init__(self, argv, why, secrets=(), ok_rcs=(0,)):
+    ``ok_rcs`` are the exit codes that count as success; ``noop_rcs``, a subset of them, mean the
+    command succeeded without changing anything (iscsiadm's "session exists"), so they never make a
+    run report ``changed``. ``timeout`` bounds the command, in seconds (default: by tool).
+    """
+
+    def __init__(self, argv, why, secrets=(), ok_rcs=(0,), noop_rcs=(), timeout=None):
         self.argv = [str(a) for a in argv]
         self.why = why
         self.secrets = tuple(s for s in secrets if s)
         self.ok_rcs = tuple(ok_rcs)
+        self.noop_rcs = tuple(noop_rcs)
+        self.timeout = timeout or timeout_of(self.argv)
 
     def shown(self):
         """The command line as reported back: secrets replaced by a mask."""
         return ' '.join(MASK if a in self.secrets else shlex.quote(a) for a in self.argv)
+
+    def changed_by(self, rc):
+        """Whether exit code ``rc`` of this action means it changed the host."""
+        return rc in self.ok_rcs and rc not in self.noop_rcs
 
     def __eq__(self, other):
         return isinstance(other, Action) and (self.argv, self.why) == (other.argv, other.why)
@@ -54,14 +99,35 @@ class Runner(object):
         self.commands = []  # what was run (or, in check mode, would be run), masked
         self.results = []   # (action, exit code) of every action run, for callers that accept several
 
-    def read(self, argv, ok_rcs=(0,), what=None, secret_output=False):
+    def changed_any(self):
+        """Whether any action run so far changed the host (accepted no-op exit codes do not count)."""
+        return any(action.changed_by(rc) for action, rc in self.results)
+
+    def _run(self, argv, timeout, shown, fail_extra=None):
+        """Run argv under its time bound; fail the module, naming the command, when it hangs."""
+        started = time.monotonic()
+        rc, out, err = self.module.run_command(
+            ['timeout', '--kill-after=%d' % KILL_AFTER, str(timeout)] + list(argv), environ_update=TOOL_ENV)
+        # timeout exits 124 when it stopped the command (137 when it had to kill it); a tool's own
+        # 124 ends well before the bound.
+        if rc in (124, 137) and time.monotonic() - started >= timeout:
+            extra = dict(fail_extra or {})
+            extra.setdefault('changed', self.changed_any())
+            self.module.fail_json(
+                msg='%s did not finish within %d s and was stopped; %s, then re-run'
+                    % (shown, timeout, hang_hint(argv)),
+                rc=rc, failed_command=shown, timed_out=True, commands=self.commands, **extra)
+        return rc, out, err
+
+    def read(self, argv, ok_rcs=(0,), what=None, secret_output=False, timeout=None):
         """Run a non-mutating command; fail the module when its exit code is not in ok_rcs
         (ok_rcs=None: never fail, the caller judges the exit code).
 
         With secret_output=True (the output holds secrets, e.g. `iscsiadm ... -S`) a failure
         reports stderr only, never stdout.
         """
-        rc, out, err = self.module.run_command([str(a) for a in argv], environ_update=TOOL_ENV)
+        argv = [str(a) for a in argv]
+        rc, out, err = self._run(argv, timeout or timeout_of(argv), ' '.join(argv))
         if ok_rcs is not None and rc not in ok_rcs:
             detail = err if secret_output else (err or out)
             self.module.fail_json(
@@ -70,24 +136,28 @@ class Runner(object):
         return rc, out, err
 
     def apply(self, actions, fail_extra=None, explain=None):
-        """Run ``actions`` in order; in check mode only record them. Return True when any ran.
+        """Run ``actions`` in order; in check mode only record them.
 
+        Returns whether the host changed: in check mode, whether any action is planned; otherwise
+        whether any action exited with a code that means a change (not one of its noop_rcs).
         ``explain(action, rc, output)`` may return advice (what to do next) that is added to the
         error of a failed action; ``output`` is its stderr, or stdout when stderr is empty.
         """
+        changed = False
         for action in actions:
             self.commands.append(action.shown())
             if self.module.check_mode:
+                changed = True
                 continue
-            rc, out, err = self.module.run_command(action.argv, environ_update=TOOL_ENV)
+            rc, out, err = self._run(action.argv, action.timeout, action.shown(), fail_extra)
             self.results.append((action, rc))
             if rc not in action.ok_rcs:
                 detail = (err or out).strip()
                 for secret in action.secrets:
                     detail = detail.replace(secret, MASK)
                 extra = dict(fail_extra or {})
-                # what ran before the failing command did change the host
-                extra.setdefault('changed', any(rc_ in done.ok_rcs for done, rc_ in self.results[:-1]))
+                # what ran before the failing command may have changed the host
+                extra.setdefault('changed', self.changed_any())
                 advice = explain(action, rc, detail) if explain else None
                 message = 'could not %s: %s exited %d: %s' % (action.why, action.argv[0], rc, detail)
                 if advice:
@@ -95,16 +165,54 @@ class Runner(object):
                 self.module.fail_json(
                     msg=message,
                     rc=rc, failed_command=action.shown(), commands=self.commands, **extra)
-        return bool(actions)
+            changed = changed or action.changed_by(rc)
+        return changed
+
+
+def _lock_dir_problem(st, path):
+    """Why the lock directory cannot be trusted, or None: it must be a real directory owned by
+    this user (root) that no one else can write."""
+    if stat.S_ISLNK(st.st_mode):
+        return '%s is a symbolic link' % path
+    if not stat.S_ISDIR(st.st_mode):
+        return '%s is not a directory' % path
+    if st.st_uid != os.geteuid():
+        return '%s is owned by uid %d, not by uid %d' % (path, st.st_uid, os.geteuid())
+    if st.st_mode & 0o022:
+        return '%s is writable by group or others (mode %o)' % (path, stat.S_IMODE(st.st_mode))
+    return None
 
 
 @contextlib.contextmanager
-def host_lock(module, timeout=600, path=LOCK_PATH):
-    """Hold the collection's host-wide lock, so concurrent runs apply one after the other."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def host_lock(module, timeout=600, directory=LOCK_DIR):
+    """Hold the collection's host-wide lock, so concurrent runs apply one after the other.
+
+    The lock lives in a directory only this user (root) can write; a directory or lock file that
+    anyone else could have made or replaced is refused (fail closed), and no symbolic link is
+    followed.
+    """
+    path = os.path.join(directory, LOCK_NAME)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        module.fail_json(msg='cannot create the lock directory %s: %s' % (directory, e.strerror))
+    problem = _lock_dir_problem(os.lstat(directory), directory)
+    if problem:
+        module.fail_json(msg='refusing the host lock: %s; remove it (only root may create %s) and re-run'
+                             % (problem, directory))
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        reason = 'it is a symbolic link' if e.errno == errno.ELOOP else e.strerror
+        module.fail_json(msg='cannot open the host lock %s: %s; remove it and re-run' % (path, reason))
     deadline = time.monotonic() + timeout
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            module.fail_json(msg='refusing the host lock %s: not a regular file owned by uid %d; remove it and re-run'
+                                 % (path, os.geteuid()))
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
