@@ -37,6 +37,10 @@ RESERVED_PREFIXES = ('snapshot', 'pvmove')
 RESERVED_PARTS = ('_cdata', '_cmeta', '_corig', '_cpool', '_cvol', '_iorig', '_mimage', '_mlog',
                   '_pmspare', '_rimage', '_rmeta', '_tdata', '_tmeta', '_vdata', '_vorigin', '_wcorig')
 DISCARDS = ('ignore', 'nopassdown', 'passdown')
+# Cinder's max_over_subscription_ratio default: thin volumes may add up to 20 times their pool's size.
+MAX_OVER_SUBSCRIPTION_RATIO = 20.0
+# Pool data or metadata usage (percent) lvm_thinvol warns at unless told another threshold.
+USAGE_WARNING_THRESHOLD = 80
 
 
 class Refusal(Exception):
@@ -254,6 +258,18 @@ def _listed_volume(item, index, seen, errors, percent_note, pool=None):
     return where, name, size
 
 
+def ratio_error(value, option):
+    """Why ``value`` (a number, or a string of one from an inventory) is not an over-subscription ratio, or None."""
+    try:
+        ratio = None if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        ratio = None
+    if ratio is None or not 1 <= ratio < float('inf'):
+        return ('%s=%r is not a ratio of at least 1.0 (as Cinder requires); give the most virtual size the pool '
+                'may hold per byte of its own size, for example 20.0' % (option, value))
+    return None
+
+
 def thin_spec(params):
     """Validated lvm_thinvol input, and the list of every error found in it."""
     errors = []
@@ -296,10 +312,18 @@ def thin_spec(params):
         volumes.append(dict(name=name, size=vsize, state=item.get('state') or 'present',
                             snapshot_of=origin, active=item.get('active', True) is not False,
                             where=where))
+    ratio = params.get('max_over_subscription_ratio', MAX_OVER_SUBSCRIPTION_RATIO)
+    error = ratio_error(ratio, 'max_over_subscription_ratio')
+    if error:
+        errors.append(error)
+    warn_at = params.get('usage_warning_threshold', USAGE_WARNING_THRESHOLD)
+    if isinstance(warn_at, bool) or not isinstance(warn_at, int) or not 1 <= warn_at <= 100:
+        errors.append('usage_warning_threshold=%r is not a percent from 1 to 100; give the pool usage to warn '
+                      'at, for example 80' % (warn_at,))
     spec = dict(vg=params['vg'], pool=params['pool'], size=pool_size, size_text=size,
                 chunksize=chunksize, metadata_size=metadata_size, zero=params.get('zero'),
                 discards=params.get('discards'), volumes=volumes, purge=bool(params.get('purge')),
-                force=bool(params.get('force')))
+                force=bool(params.get('force')), max_ratio=ratio, warn_at=warn_at)
     return spec, errors
 
 
@@ -463,22 +487,54 @@ def _percent(value):
     return float(value) if value is not None else None
 
 
+def over_subscription(provisioned, pool_size):
+    """Cinder's over-subscription ratio: the virtual sizes of the pool's thin volumes (snapshots
+    included) over the pool's data size, rounded to two decimals."""
+    return round(float(provisioned) / pool_size, 2)
+
+
 def thin_facts(vg, lvs, pool_name):
     """The pool and its thin volumes as the module returns them (sizes in bytes)."""
     pool = next((lv for lv in lvs if lv['lv_name'] == pool_name), None)
     facts = dict(pool={}, volumes={})
     if pool:
+        provisioned = sum(lv['lv_size'] for lv in lvs if lv['pool_lv'] == pool_name)
         facts['pool'] = dict(name=pool_name, vg=vg, size=pool['lv_size'], attr=pool['lv_attr'],
                              data_percent=_percent(pool['data_percent']),
                              metadata_percent=_percent(pool['metadata_percent']),
                              chunk_size=pool['chunk_size'], metadata_size=pool['lv_metadata_size'],
-                             zero=pool['zero'] == 'zero', discards=pool['discards'])
+                             zero=pool['zero'] == 'zero', discards=pool['discards'],
+                             provisioned_size=provisioned,
+                             over_subscription_ratio=over_subscription(provisioned, pool['lv_size']))
     for lv in lvs:
         if lv['pool_lv'] == pool_name:
             facts['volumes'][lv['lv_name']] = dict(size=lv['lv_size'], path=lv['lv_path'],
                                                    attr=lv['lv_attr'], origin=lv['origin'],
                                                    active=_is_active(lv), open=_is_open(lv))
     return facts
+
+
+def thin_warnings(pool, warn_at, max_ratio):
+    """Why the pool in ``thin_facts`` needs attention: its data or metadata usage at or above
+    ``warn_at`` percent (a full pool fails the writes of every volume in it), or more thin volumes
+    than ``max_ratio`` allows (forced, or from before the limit)."""
+    warnings = []
+    if not pool:
+        return warnings
+    target = '%s/%s' % (pool['vg'], pool['name'])
+    for what, key, remedy in (('data', 'data_percent', 'grow the pool (size) or free space in its volumes'),
+                              ('metadata', 'metadata_percent', 'grow its metadata (metadata_size)')):
+        if pool[key] is not None and pool[key] >= warn_at:
+            warnings.append('thin pool %s: %s usage %.2f%% is at or above %d%% (usage_warning_threshold); when '
+                            'it reaches 100%% every volume of the pool fails its writes: %s, or check that LVM '
+                            'autoextend (monitoring, free extents in the VG) works'
+                            % (target, what, pool[key], warn_at, remedy))
+    if pool['over_subscription_ratio'] > max_ratio:
+        warnings.append('thin pool %s holds %s of thin volumes in %s, over-subscribed %sx, above '
+                        'max_over_subscription_ratio=%s' % (target, human(pool['provisioned_size']),
+                                                            human(pool['size']), pool['over_subscription_ratio'],
+                                                            max_ratio))
+    return warnings
 
 
 def thin_view(lvs, pool_name):
@@ -491,6 +547,35 @@ def thin_view(lvs, pool_name):
                           discards=pool['discards']),
                 volumes=dict((lv['lv_name'], dict(size=lv['lv_size'], active=_is_active(lv), origin=lv['origin']))
                              for lv in lvs if lv['pool_lv'] == pool_name))
+
+
+def _planned_pool_size(spec, vg, pool, expected):
+    """The pool's data size in bytes once the plan has run. A pool created with NN%VG or NN%FREE gets
+    that share of the VG's extents, rounded down (as LVM did for the recorded 95%VG pool)."""
+    if pool or not isinstance(spec['size'], tuple):
+        return expected['pool']['size']
+    percent, of = spec['size']
+    extents = vg['vg_extent_count'] if of == 'VG' else vg['vg_free_count']
+    return int(extents * percent / 100) * vg['vg_extent_size']
+
+
+def _over_subscription_refusals(spec, vg, pool, lvs, expected):
+    """Refuse a plan that creates or grows thin volumes past ``max_over_subscription_ratio`` of the
+    pool's size after the plan (a pool grown in the same plan counts at its new size), unless force.
+    Plans that add no virtual size (no-ops, removals, shrinks, activations) are never refused."""
+    before = dict((lv['lv_name'], lv['lv_size']) for lv in lvs if lv['pool_lv'] == spec['pool'])
+    after = expected['volumes']
+    if spec['force'] or not any(v['size'] > before.get(name, 0) for name, v in after.items()):
+        return []
+    pool_size = _planned_pool_size(spec, vg, pool, expected)
+    provisioned = sum(v['size'] for v in after.values())
+    ratio = over_subscription(provisioned, pool_size)
+    if ratio <= spec['max_ratio']:
+        return []
+    return ['max_over_subscription_ratio=%s: after this run thin pool %s/%s (%s) would hold %s of thin volumes, '
+            'an over-subscription of %sx (the virtual sizes of its thin volumes over the pool size, as in '
+            'Cinder); grow the pool (size), raise max_over_subscription_ratio, or set force=true'
+            % (spec['max_ratio'], spec['vg'], spec['pool'], human(pool_size), human(provisioned), ratio)]
 
 
 def plan_thin(spec, vg, lvs):
@@ -649,6 +734,7 @@ def plan_thin(spec, vg, lvs):
                             'to remove them' % (len(unlisted), ', '.join(sorted(lv['lv_name'] for lv in unlisted))))
         for lv in unlisted:
             remove(lv, 'purge')
+    refusals += _over_subscription_refusals(spec, vg, pool, lvs, expected)
     if refusals:
         raise Refusal(refusals)
 

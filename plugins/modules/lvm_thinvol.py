@@ -22,6 +22,9 @@ description:
   - Refuses, before changing anything, to shrink a volume and to remove an open volume (C(lv_attr)
     character 6 is C(o), meaning mounted, exported or otherwise held) unless O(force=true), and to
     remove unlisted volumes through O(purge) unless O(force=true). Thin pools are never shrunk.
+  - Refuses, unless O(force=true), to create or grow thin volumes when the pool would then be
+    over-subscribed past O(max_over_subscription_ratio), and warns when the pool's data or metadata
+    usage reaches O(usage_warning_threshold), since a full thin pool fails the writes of every volume in it.
   - All input is validated first; every error names the option and the value.
 options:
   vg:
@@ -107,6 +110,28 @@ options:
         there is such a volume.
     type: bool
     default: false
+  max_over_subscription_ratio:
+    description:
+      - The most the pool may be over-subscribed, as Cinder's C(max_over_subscription_ratio) with the same
+        default. The ratio is the virtual sizes of the pool's thin volumes, snapshots included, added up and
+        divided by the pool's data size. V(20.0) lets 1TiB of pool hold 20TiB of volumes; V(1.0) lets the volumes
+        never need more space than the pool has.
+      - A run that creates or grows thin volumes past it is refused, naming the ratio it would reach
+        and the pool size, unless O(force=true). The pool size counted is the one after this run, so
+        growing the pool with O(size) in the same task makes room. Runs that add no virtual size
+        (no change, removals, shrinks, activations) are never refused; a pool already past the ratio
+        gets a warning.
+      - At least V(1.0), as Cinder requires.
+    type: float
+    default: 20.0
+  usage_warning_threshold:
+    description:
+      - Warn when the pool's data or metadata usage, in percent, is at or above this value after the run
+        (C(data_percent) and C(metadata_percent) of C(lvs)). 1 to 100.
+      - With LVM's pool autoextend on, give its C(activation/thin_pool_autoextend_threshold), so that usage at
+        the threshold means the pool did not grow (monitoring off, or no free extents in the VG).
+    type: int
+    default: 80
   force:
     description:
       - Allow destructive work, namely shrinking a volume, removing an open volume (LVM still fails
@@ -120,7 +145,10 @@ notes:
   - In diff mode, before and after show the pool's size and settings and each volume's size, activity
     and origin.
   - Runs the LVM commands with C(LC_ALL=C). Needs lvm2 2.02.158 or later (JSON reports).
-  - A thin volume larger than the free space of its pool is allowed (over-commit); LVM warns.
+  - A thin volume larger than the free space of its pool is allowed (over-commit) up to
+    O(max_over_subscription_ratio); LVM warns. Configure LVM's pool monitoring and autoextend
+    (C(activation/thin_pool_autoextend_threshold) and C(_percent) in C(lvm.conf)) so that the pool grows
+    before it fills.
   - Removals run as one C(lvremove) and activations as one C(lvchange); each creation or resize is one command.
   - Serializes itself with the other modules of the collection through a host-wide lock.
 seealso:
@@ -157,7 +185,10 @@ EXAMPLES = r'''
 
 RETURN = r'''
 pool:
-  description: The pool after the run. Sizes in bytes; the percentages are null while the pool is inactive.
+  description:
+    - The pool after the run. Sizes in bytes; the percentages are null while the pool is inactive.
+    - C(data_percent) and C(metadata_percent) are the pool's usage; C(provisioned_size) adds up the virtual
+      sizes of its thin volumes (snapshots included) and C(over_subscription_ratio) divides that by C(size).
   returned: always
   type: dict
   sample:
@@ -171,6 +202,8 @@ pool:
     metadata_size: 4194304
     zero: true
     discards: passdown
+    provisioned_size: 10737418240
+    over_subscription_ratio: 10.53
 volumes:
   description:
     - The thin volumes of the pool after the run that it created or changed (in check mode, as they are now),
@@ -191,7 +224,8 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
-    converge_lvs, plan_thin, thin_facts, thin_spec, thin_view)
+    MAX_OVER_SUBSCRIPTION_RATIO, USAGE_WARNING_THRESHOLD, converge_lvs, plan_thin, thin_facts, thin_spec, thin_view,
+    thin_warnings)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import REPORT_OPTION
 
 VOLUME_OPTIONS = dict(
@@ -216,6 +250,8 @@ def main():
             volumes=dict(type='list', elements='dict', options=VOLUME_OPTIONS, default=[]),
             purge=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
+            max_over_subscription_ratio=dict(type='float', default=MAX_OVER_SUBSCRIPTION_RATIO),
+            usage_warning_threshold=dict(type='int', default=USAGE_WARNING_THRESHOLD),
             report=REPORT_OPTION,
         ),
         supports_check_mode=True,
@@ -225,8 +261,15 @@ def main():
         module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
 
     pool = spec['pool']
+
+    def facts(lvs):
+        found = thin_facts(spec['vg'], lvs, pool)
+        for warning in thin_warnings(found['pool'], spec['warn_at'], spec['max_ratio']):
+            module.warn(warning)
+        return found
+
     converge_lvs(module, spec['vg'], lambda vg, lvs: plan_thin(spec, vg, lvs), lambda lvs: thin_view(lvs, pool),
-                 lambda lvs: thin_facts(spec['vg'], lvs, pool),
+                 facts,
                  predicted='the pool and %d volume(s) would be created' % len(spec['volumes']))
 
 

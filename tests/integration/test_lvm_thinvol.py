@@ -86,6 +86,8 @@ def test_check_mode_then_create_then_rerun(vg):
     pool = result['pool']
     assert pool['size'] == 459 * (4 << 20)  # 90% of 510 extents, rounded down by LVM
     assert pool['attr'][0] == 't' and pool['data_percent'] == 0.0 and pool['metadata_percent'] > 0
+    # vol-a, its snapshot and vol-b: 1224MiB of thin volumes in 1836MiB
+    assert pool['provisioned_size'] == 1224 << 20 and pool['over_subscription_ratio'] == 0.67
     volumes = result['volumes']
     assert volumes['vol-a']['size'] == 100 << 20 and volumes['vol-a']['path'] == '/dev/%s/vol-a' % VG
     assert volumes['vol-a-snap']['origin'] == 'vol-a' and volumes['vol-a-snap']['active']
@@ -146,8 +148,13 @@ def test_many_volumes_in_one_task(vg):
     lab = vg
     # Inactive: under TCG each activation costs about 0.7 s of udev work, which is not what this measures.
     volumes = [dict(name='many-%03d' % i, size='1G', active=False) for i in range(MANY)]
-    started = time.monotonic()
+    # 50GiB more in the 1836MiB pool is past Cinder's default ratio of 20: refused before any change
     result = lab.module('lvm_thinvol', thin(volumes=volumes))
+    assert result['failed'] and result['commands'] == []
+    assert ('max_over_subscription_ratio=20.0: after this run thin pool %s/pool (1836MiB) would hold 51392MiB of '
+            'thin volumes, an over-subscription of 27.99x' % VG) in result['msg']
+    started = time.monotonic()
+    result = lab.module('lvm_thinvol', thin(volumes=volumes, max_over_subscription_ratio=30.0))
     created = time.monotonic() - started
     assert result['changed'] and len(result['commands']) == MANY, result.get('msg')
     assert sorted(result['volumes']) == [v['name'] for v in volumes]  # the created ones, not vol-a
@@ -159,7 +166,8 @@ def test_many_volumes_in_one_task(vg):
            '> /usr/local/sbin/$c; chmod 755 /usr/local/sbin/$c; done; : > %s' % (wrappers, CALL_LOG, CALL_LOG))
     try:
         started = time.monotonic()
-        kept = run_kept(lab, thin(volumes=volumes))
+        # at the default ratio and a 1% usage threshold, so that the no-op also warns
+        kept = run_kept(lab, thin(volumes=volumes, usage_warning_threshold=1))
         task_time = time.monotonic() - started
         calls = lab.out('cat %s' % CALL_LOG).splitlines()
         # the same module file, run again on the VM: its own wall time without ansible's transport
@@ -172,6 +180,11 @@ def test_many_volumes_in_one_task(vg):
           % (MANY, created, task_time, len(calls), '; '.join(c.split()[0] for c in calls), vm_time))
     assert len(calls) <= 3, calls
     assert rerun['changed'] is False and rerun['commands'] == []
+    # a no-op is never refused, but the over-subscribed pool and its metadata usage are warned about
+    assert rerun['pool']['over_subscription_ratio'] == 27.99
+    warnings = '\n'.join(rerun['warnings'])
+    assert 'over-subscribed 27.99x, above max_over_subscription_ratio=20.0' in warnings, warnings
+    assert 'metadata usage %.2f%% is at or above 1%%' % rerun['pool']['metadata_percent'] in warnings, warnings
 
     result = lab.module('lvm_thinvol', thin(volumes=[dict(name='vol-a')], purge=True, force=True, report='all'))
     assert result['changed'] and len(result['commands']) == 1  # one lvremove for all of them

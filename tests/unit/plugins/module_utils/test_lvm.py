@@ -20,7 +20,7 @@ import pytest
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
     Refusal, name_error, parse_report, parse_signatures, plan_thin, plan_vg, thin_facts, thin_spec,
-    thin_view, vg_spec, vg_view)
+    thin_view, thin_warnings, vg_spec, vg_view)
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'lvm'
 MiB = 1 << 20
@@ -429,6 +429,95 @@ def test_two_hundred_volumes_unchanged_plan_nothing():
     assert len(expected['volumes']) == 200
     volumes[7]['size'] = '2G'
     volumes[150]['active'] = True
-    actions, _expected = plan_thin(thin(vg='itest_lvm_thin', volumes=volumes), vg, lvs)
+    # 200GiB of thin volumes in a 1836MiB pool is 111.55x: growing one is past the default 20x
+    actions, _expected = plan_thin(thin(vg='itest_lvm_thin', volumes=volumes, max_over_subscription_ratio=120.0),
+                                   vg, lvs)
     assert argvs(actions) == ['lvextend --size 2147483648b itest_lvm_thin/many-007',
                               'lvchange --activate y --ignoreactivationskip itest_lvm_thin/many-150']
+
+
+# --------------------------------------------------------------------------- over-subscription
+
+def test_growing_an_over_subscribed_pool_is_refused_past_the_ratio():
+    # The recorded 200-volume pool (1836MiB, 200GiB of volumes): before the option existed, growing
+    # many-007 to 2GiB was planned; now it is refused at the default ratio, naming what to do.
+    [vg] = report('vgs_200_volumes.json', 'vg')
+    lvs = report('lvs_200_volumes.json', 'lv')
+    volumes = [dict(name='many-%03d' % i, size='1G', active=False) for i in range(200)]
+    volumes[7]['size'] = '2G'
+    with pytest.raises(Refusal) as refusal:
+        plan_thin(thin(vg='itest_lvm_thin', volumes=volumes), vg, lvs)
+    assert str(refusal.value) == (
+        'max_over_subscription_ratio=20.0: after this run thin pool itest_lvm_thin/pool (1836MiB) would hold '
+        '201GiB of thin volumes, an over-subscription of 112.1x (the virtual sizes of its thin volumes over the '
+        'pool size, as in Cinder); grow the pool (size), raise max_over_subscription_ratio, or set force=true')
+    actions, _expected = plan_thin(thin(vg='itest_lvm_thin', volumes=volumes, force=True), vg, lvs)
+    assert argvs(actions) == ['lvextend --size 2147483648b itest_lvm_thin/many-007']
+    # what adds no virtual size is never refused there: shrinking, removing, activating
+    volumes[7] = dict(name='many-007', state='absent')
+    volumes[8]['active'] = True
+    actions, _expected = plan_thin(thin(vg='itest_lvm_thin', volumes=volumes), vg, lvs)
+    assert argvs(actions) == ['lvremove --force itest_lvm_thin/many-007',
+                              'lvchange --activate y --ignoreactivationskip itest_lvm_thin/many-008']
+
+
+def test_new_volume_past_the_ratio_is_refused_unless_force():
+    # pool 1936MiB holding v1, s1 (100MiB each) and v2 (1GiB): 1224MiB
+    actions, _expected = thin_plan(volumes=[dict(name='v9', size='36G')])  # 38088MiB: 19.67x
+    assert argvs(actions) == [
+        'lvcreate --type thin --virtualsize 38654705664b --thinpool pool --name v9 --activate y itest_lvm_a']
+    message = refusal_of(volumes=[dict(name='v9', size='38G')])  # 40136MiB: 20.73x
+    assert message.startswith('max_over_subscription_ratio=20.0: after this run thin pool itest_lvm_a/pool '
+                              '(1936MiB) would hold 40136MiB of thin volumes, an over-subscription of 20.73x')
+    assert 'grow the pool (size), raise max_over_subscription_ratio, or set force=true' in message
+    assert thin_plan(volumes=[dict(name='v9', size='38G')], force=True)[0]
+    assert thin_plan(volumes=[dict(name='v9', size='38G')], max_over_subscription_ratio=21.0)[0]
+    assert 'over-subscription of 1.16x' in refusal_of(volumes=[dict(name='v9', size='1G')],
+                                                     max_over_subscription_ratio=1.0)
+    # a snapshot adds its origin's virtual size (Cinder counts snapshots too)
+    assert 'over-subscription of 20.2x' in refusal_of(volumes=[dict(name='v9', size='36G'),
+                                                                dict(name='v9-snap', snapshot_of='v2')])
+
+
+def test_ratio_counts_the_pool_size_after_growth_in_the_same_plan():
+    # 38GiB past 20x of today's 1936MiB, under it once the pool grows to 2GiB: 19.6x
+    actions, _expected = thin_plan(size='2G', volumes=[dict(name='v9', size='38G')])
+    assert argvs(actions)[0] == 'lvextend --size 2147483648b itest_lvm_a/pool'
+    # a pool created at 95%VG gets 484 of the VG's 510 extents (1936MiB), as the recorded one did
+    assert '(1936MiB) would hold 40GiB' in refusal_of(lvs=[], size='95%VG', volumes=[dict(name='v9', size='40G')])
+    assert thin_plan(lvs=[], size='95%VG', volumes=[dict(name='v9', size='37G')])[0]
+    assert '(1GiB) would hold 21GiB' in refusal_of(lvs=[], size='1G', volumes=[dict(name='v9', size='21G')])
+
+
+@pytest.mark.parametrize('ratio', [0.5, 0, -1, float('nan'), float('inf'), True, 'x'])
+def test_ratio_must_be_at_least_one(ratio):
+    _spec, errors = thin_spec(thin_params(max_over_subscription_ratio=ratio))
+    assert errors == ['max_over_subscription_ratio=%r is not a ratio of at least 1.0 (as Cinder requires); give the '
+                      'most virtual size the pool may hold per byte of its own size, for example 20.0' % (ratio,)]
+
+
+@pytest.mark.parametrize('percent', [0, 101, 50.5, True])
+def test_usage_warning_threshold_is_a_percent(percent):
+    _spec, errors = thin_spec(thin_params(usage_warning_threshold=percent))
+    assert errors == ['usage_warning_threshold=%r is not a percent from 1 to 100; give the pool usage to warn at, '
+                      'for example 80' % (percent,)]
+
+
+def test_pool_facts_give_usage_and_over_subscription():
+    pool = thin_facts('itest_lvm_a', LVS, 'pool')['pool']
+    assert pool['provisioned_size'] == 1224 * MiB
+    assert pool['over_subscription_ratio'] == 0.63  # 1224MiB / 1936MiB
+    assert thin_warnings(pool, 80, 20.0) == []
+    # recorded: data 0.00%, metadata 11.13%
+    assert thin_warnings(pool, 11, 20.0) == [
+        'thin pool itest_lvm_a/pool: metadata usage 11.13% is at or above 11% (usage_warning_threshold); when it '
+        'reaches 100% every volume of the pool fails its writes: grow its metadata (metadata_size), or check that '
+        'LVM autoextend (monitoring, free extents in the VG) works']
+    many = thin_facts('itest_lvm_thin', report('lvs_200_volumes.json', 'lv'), 'pool')['pool']
+    assert many['metadata_percent'] == 30.66 and many['over_subscription_ratio'] == 111.55
+    assert thin_warnings(many, 80, 20.0) == [
+        'thin pool itest_lvm_thin/pool holds 200GiB of thin volumes in 1836MiB, over-subscribed 111.55x, above '
+        'max_over_subscription_ratio=20.0']
+    assert thin_warnings(many, 80, 120.0) == []
+    data_full = dict(pool, data_percent=80.0)
+    assert 'data usage 80.00% is at or above 80%' in thin_warnings(data_full, 80, 20.0)[0]
