@@ -249,13 +249,16 @@ def describe_keys(changes):
 
 
 class Step(object):
-    """The actions for one (target, portal) pair, and how to undo them if its login is refused."""
+    """The actions for one (target, portal) pair, how to undo them if its login is refused, and
+    what the pair is expected to be after them (``after``: ``logged_in`` and ``record``, the node
+    record with its settings, or None when there is none)."""
 
-    def __init__(self, key, actions, login=None, undo=()):
+    def __init__(self, key, actions, login=None, undo=(), after=None):
         self.key = key
         self.actions = actions
         self.login = login
         self.undo = list(undo)
+        self.after = after
 
 
 def node_argv(target, portal, iface):
@@ -328,8 +331,10 @@ def plan_nodes(state, pairs, iface, startup, node_auth, force, nodes, sessions, 
                     undo.insert(0, Action(update_argv(base, old), 'restore the previous settings of %s at %s' % key,
                                           secrets=[v for k, v in old if is_secret(k)]))
         if state == 'logged_in' and session is None:
+            # 15: logged in already (by another run meanwhile); 24: refused. Neither changed anything.
             login = Action(base + ['--login'], 'log in to %s at %s' % key,
-                           ok_rcs=(0, RC_SESSION_EXISTS, RC_LOGIN_AUTH_FAILED))
+                           ok_rcs=(0, RC_SESSION_EXISTS, RC_LOGIN_AUTH_FAILED),
+                           noop_rcs=(RC_SESSION_EXISTS, RC_LOGIN_AUTH_FAILED))
             actions.append(login)
         if state != 'logged_in' and session is not None:
             busy = ['%s (%s)' % (reason, 'lun %s' % dev['lun'])
@@ -338,13 +343,28 @@ def plan_nodes(state, pairs, iface, startup, node_auth, force, nodes, sessions, 
                 errors.append('refusing to log out of %s at %s: its disk is in use: %s. Stop using it first '
                               '(unmount, remove the LVM or multipath map on it) or set force=true'
                               % (target, portal, '; '.join(busy)))
-            actions.append(Action(base + ['--logout'], 'log out of %s at %s' % key, ok_rcs=(0, RC_NO_OBJECTS)))
+            # 21: no session (gone meanwhile), nothing logged out
+            actions.append(Action(base + ['--logout'], 'log out of %s at %s' % key,
+                                  ok_rcs=(0, RC_NO_OBJECTS), noop_rcs=(RC_NO_OBJECTS,)))
         if state == 'absent' and node is not None:
             actions.append(Action(base + ['-o', 'delete'], 'remove the node record of %s at %s' % key,
-                                  ok_rcs=(0, RC_NO_OBJECTS)))
+                                  ok_rcs=(0, RC_NO_OBJECTS), noop_rcs=(RC_NO_OBJECTS,)))
         if actions:
-            steps.append(Step(key, actions, login=login, undo=undo))
+            record = None
+            if state != 'absent' and (node is not None or state == 'logged_in'):
+                record = dict(node or {'target': target, 'portal': portal, 'tpgt': tpgts.get(key), 'iface': iface})
+                record['settings'] = dict(record.get('settings', {}), **wanted)
+            after = {'logged_in': state == 'logged_in', 'record': record}
+            steps.append(Step(key, actions, login=login, undo=undo, after=after))
     return steps, errors
+
+
+def changed_by(results, refused=()):
+    """Whether the (action, exit code) ``results`` of a run changed the host: an action counts
+    unless its exit code is one of its no-op codes, or it belongs to a ``refused`` step (a login
+    refused for CHAP, whose actions the step's undo reverted). Pure: no I/O."""
+    reverted = {id(action) for step in refused for action in list(step.actions) + step.undo}
+    return any(action.changed_by(rc) for action, rc in results if id(action) not in reverted)
 
 
 def discoverydb_argv(portal, iface):
@@ -393,6 +413,18 @@ def sessions_view(sessions, pairs, by_path):
                      'iface': session.get('iface', 'default'), 'state': session.get('state', ''),
                      'connection_state': session.get('connection_state', ''), 'devices': devices})
     return sorted(view, key=lambda s: (s['target'], s['portal']))
+
+
+def predicted_view(before, steps):
+    """The diff ``after`` that check mode predicts: ``before`` with each planned pair as its
+    step expects it. A new record shows the settings the task writes; the others (startup when
+    not given) take iscsid.conf's defaults and read ''. Pure: no I/O."""
+    view = dict(before)
+    for step in steps:
+        record = step.after['record']
+        view['%s @ %s' % step.key] = {'logged_in': step.after['logged_in'],
+                                      'record': public_node(record) if record else None}
+    return view
 
 
 def diff_view(pairs, nodes, sessions, iface):

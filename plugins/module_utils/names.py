@@ -25,12 +25,15 @@ def iscsi_name_error(name, option):
         return '%s=%r is not an iSCSI name; expected iqn.YYYY-MM.domain:name, eui.<16 hex> or naa.<16|32 hex>' % (option, name)
     if len(name.encode('utf-8')) > ISCSI_NAME_MAX:
         return '%s=%r is longer than the %d bytes iSCSI allows' % (option, name, ISCSI_NAME_MAX)
-    if name != name.lower() and name.startswith('iqn.'):
+    upper = name != name.lower() and name.startswith('iqn.')
+    if upper and _IQN_RE.match(name.lower()):
+        # suggest the lower-case form only when it is a valid name itself
         return '%s=%r has upper-case letters; iSCSI names are lower case (write %r)' % (option, name, name.lower())
-    if _IQN_RE.match(name) or _EUI_RE.match(name) or _NAA_RE.match(name):
+    if not upper and (_IQN_RE.match(name) or _EUI_RE.match(name) or _NAA_RE.match(name)):
         return None
-    return ('%s=%r is not an iSCSI name; expected iqn.YYYY-MM.reversed.domain[:unique] '
-            '(for example iqn.2010-10.org.openstack:volume-1), eui.<16 hex> or naa.<16|32 hex>' % (option, name))
+    return ('%s=%r is not an iSCSI name%s; expected iqn.YYYY-MM.reversed.domain[:unique] '
+            '(for example iqn.2010-10.org.openstack:volume-1), eui.<16 hex> or naa.<16|32 hex>'
+            % (option, name, ' (and iqn. names are lower case)' if upper else ''))
 
 
 def parse_portal(text, option='portals'):

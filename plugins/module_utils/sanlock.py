@@ -170,10 +170,25 @@ def setup_errors(config, services):
                       'number in that range' % (host_id, HOST_ID_MAX))
     down = [unit for unit in SERVICES if services.get(unit) != 'active']
     if down:
-        errors.append('%s not running (%s); wdmd needs a watchdog device (modprobe softdog), then: '
-                      'systemctl start %s' % (', '.join(down), ', '.join('%s: %s' % (u, services.get(u)) for u in down),
-                                              ' '.join(SERVICES)))
+        errors.append('%s not running (%s); %s' % (', '.join(down), ', '.join('%s: %s' % (u, services.get(u))
+                                                                              for u in down), daemons_advice(down)))
     return errors
+
+
+RECOVERY_PLAYBOOK = 'playbooks/recover_shared_lvm.yml'
+
+
+def daemons_advice(down):
+    """What to do about the lock daemons in ``down``. Only a stopped wdmd calls for a watchdog; a
+    lock daemon gone while wdmd runs (lvmlockd killed, say) may have taken the locks of active LVs
+    with it, which the recovery playbook restores."""
+    if 'wdmd' in down:
+        return ('wdmd needs a watchdog device (modprobe softdog when the host has none), then: systemctl start %s'
+                % ' '.join(SERVICES))
+    return ('if %s died or was stopped while LVs of a shared VG were active here, their locks are lost (sanlock '
+            'keeps them as ORPHAN leases): run %s, which deactivates them, restarts sanlock and lvmlockd, '
+            'lock-starts the VG and reactivates them in their modes; with no shared LV active here, '
+            'systemctl start %s is enough' % (' and '.join(down), RECOVERY_PLAYBOOK, ' '.join(down)))
 
 
 def spec_of(params):

@@ -97,7 +97,9 @@ extends_documentation_fragment:
 notes:
   - Check mode runs only reads (sessions, node records, non-persistent discovery).
   - In diff mode, before and after show each managed (target, portal) pair, logged in or not, and its
-    node record without secrets.
+    node record without secrets. In check mode, after is the state the plan leads to; a record the
+    task would create shows the settings it writes, and C(startup) reads empty when O(startup) is not
+    set (iscsid.conf's default applies).
   - Needs C(open-iscsi) (C(iscsiadm), C(iscsid)) on the managed host; runs as root.
   - Only the C(sendtargets) discovery type is supported.
   - With O(startup=automatic), the C(open-iscsi) service must be enabled for the logins to come back
@@ -450,7 +452,7 @@ def main():
                                               nodes, sessions, discovered, usage)
         errors += plan_errors
         if errors:
-            module.fail_json(msg='; '.join(errors), errors=errors, changed=bool(db_actions) and not module.check_mode,
+            module.fail_json(msg='; '.join(errors), errors=errors, changed=runner.changed_any(),
                              commands=runner.commands)
 
         before = iscsi.diff_view(pairs, nodes, sessions, iface)
@@ -462,7 +464,10 @@ def main():
             if login_rc and login_rc[0] == iscsi.RC_LOGIN_AUTH_FAILED:
                 refused.append(step)
                 runner.apply(step.undo)
-        changed = bool(db_actions) or len(steps) > len(refused)
+        # Check mode: whatever is planned. Otherwise only actions that changed something count: not
+        # an accepted no-op exit code (15 session exists, 21 nothing there), and not the steps of a
+        # refused login, whose records were put back.
+        changed = bool(db_actions or steps) if module.check_mode else iscsi.changed_by(runner.results, refused)
 
         logged_in_now = any(step.login is not None for step in steps) and not module.check_mode
         if logged_in_now or (p['rescan'] and not module.check_mode):
@@ -496,7 +501,10 @@ def main():
                             'check the target, or log out and in again' % (
                                 session['target'], session['portal'], session['state'], session['connection_state']))
         if module._diff:
-            after = before if module.check_mode else iscsi.diff_view(pairs, nodes, sessions, iface)
+            if module.check_mode:
+                after = iscsi.predicted_view(before, steps)
+            else:
+                after = iscsi.diff_view(pairs, nodes, sessions, iface)
             result['diff'] = diff_result(before, after)
         if refused:
             names = ', '.join('%s at %s' % step.key for step in refused)

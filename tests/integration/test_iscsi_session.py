@@ -133,11 +133,26 @@ def test_check_mode_leaves_a_stopped_iscsid_stopped(lab, portals):
     assert DISK1 not in lab.sh('iscsiadm -m node', check=False)[1]
 
 
+PREDICTED = {}  # the check-mode diff's after, compared with the real run's after below
+
+
+def public(view):
+    """What check mode can predict of a diff view: logged in or not, startup and CHAP user per pair."""
+    return {pair: (v['logged_in'], v['record'] and (v['record']['startup'], v['record']['auth']))
+            for pair, v in view.items()}
+
+
 def test_check_mode_changes_nothing(lab, portals):
     result = lab.module('iscsi_session', args(portals), check=True, diff=True)
     assert result['changed'] and not result['failed']
     assert sum('--login' in c for c in result['commands']) == 4
-    assert result['diff']['before'] == result['diff']['after']
+    # before: nothing; after: the state the plan leads to, all four logged in with their records
+    before, after = result['diff']['before'], result['diff']['after']
+    assert not any(v['logged_in'] or v['record'] for v in before.values())
+    assert sorted(after) == sorted('%s @ %s' % (t, p) for t in (DISK1, DISK10) for p in portals)
+    assert public(after) == {pair: (True, ('automatic', {'method': 'CHAP', 'username': CHAP_USER, 'username_in': ''}))
+                             for pair in after}
+    PREDICTED.update(after)
     assert live_pairs(lab) == []
     assert DISK1 not in lab.sh('iscsiadm -m node', check=False)[1]  # still no records
 
@@ -162,6 +177,8 @@ def test_login_two_targets_through_two_portals(lab, portals):
     assert {n['startup'] for n in result['nodes']} == {'automatic'} and len(result['nodes']) == 4
     assert all(v['logged_in'] for v in result['diff']['after'].values())
     assert not any(v['logged_in'] for v in result['diff']['before'].values())
+    if PREDICTED:  # check mode predicted this after-state
+        assert public(PREDICTED) == public(result['diff']['after'])
 
 
 def test_rerun_changes_nothing(lab, portals):

@@ -306,3 +306,61 @@ def test_device_usage_from_sysfs(tmp_path):
     (sys_block / 'sdc' / 'dev').write_text('8:32\n')
     assert iscsi.device_usage('sdc', str(sys_block), str(mountinfo), str(swaps)) == []
     assert iscsi.device_usage('sdz', str(sys_block), str(mountinfo), str(swaps)) == []  # gone already
+
+
+# ---------------------------------------------------------------- check-mode diff and changed
+
+def test_check_mode_after_is_the_state_the_plan_leads_to():
+    """--check --diff on a fresh host: before has no sessions and no records, after has all four
+    logged in with the settings the task writes (no secret), not a copy of before."""
+    nodes, sessions = nodes_of('node_show_none'), sessions_of('session_p3_none')
+    pairs, steps, errors = plan(startup='automatic', node_auth=AUTH)
+    before = iscsi.diff_view(pairs, nodes, sessions, 'default')
+    after = iscsi.predicted_view(before, steps)
+    assert set(after) == set(before) == {'%s @ %s' % pair for pair in pairs}
+    assert not any(v['logged_in'] or v['record'] for v in before.values())
+    assert after['%s @ %s' % (DISK10, LO)] == {'logged_in': True, 'record': {
+        'target': DISK10, 'portal': LO, 'tpgt': 1, 'iface': 'default', 'startup': 'automatic',
+        'auth': {'method': 'CHAP', 'username': 'itestuser', 'username_in': ''}}}
+    assert all(v['logged_in'] and v['record']['startup'] == 'automatic' for v in after.values())
+    assert 'itestsecret12' not in repr(after)
+
+
+def test_check_mode_after_of_a_converged_host_is_before():
+    nodes, sessions = nodes_of('node_show_four'), sessions_of('session_p3_four')
+    pairs, steps, errors = plan(nodes='node_show_four', sessions='session_p3_four')
+    before = iscsi.diff_view(pairs, nodes, sessions, 'default')
+    assert iscsi.predicted_view(before, steps) == before
+
+
+def test_check_mode_after_of_logout_and_absent():
+    nodes, sessions = nodes_of('node_show_four'), sessions_of('session_p3_four')
+    for state, record in (('logged_out', True), ('absent', False)):
+        pairs, steps, errors = plan(state=state, targets=[DISK1], portals=[ETH], nodes='node_show_four',
+                                    sessions='session_p3_four', startup='manual' if state == 'logged_out' else None)
+        before = iscsi.diff_view(pairs, nodes, sessions, 'default')
+        after = iscsi.predicted_view(before, steps)
+        key = '%s @ %s' % (DISK1, ETH)
+        assert before[key]['logged_in'] and before[key]['record']
+        assert after[key]['logged_in'] is False
+        assert bool(after[key]['record']) is record
+        if record:  # the record stays, with the startup the task sets
+            assert after[key]['record']['startup'] == 'manual'
+
+
+def test_only_actions_that_changed_something_count():
+    """A login that finds a session (15), a logout or delete that finds nothing (21) and a login
+    refused for CHAP (24, its record removed again) are no changes; a plain success is."""
+    exists, refused_rc, gone = rec('login_already')[0], rec('login_chap_wrong')[0], rec('logout_no_session')[0]
+    pairs, steps, errors = plan(targets=[DISK1], portals=[LO], startup='automatic')
+    new, update, login = steps[0].actions
+    assert login.noop_rcs == (iscsi.RC_SESSION_EXISTS, iscsi.RC_LOGIN_AUTH_FAILED)
+    assert not iscsi.changed_by([(login, exists)])
+    assert iscsi.changed_by([(login, 0)])
+    refused = [(new, 0), (update, 0), (login, refused_rc), (steps[0].undo[0], 0)]
+    assert not iscsi.changed_by(refused, refused=steps)
+    pairs, steps, errors = plan(state='absent', targets=[DISK1], portals=[LO], nodes='node_show_four',
+                                sessions='session_p3_four')
+    logout, delete = steps[0].actions
+    assert not iscsi.changed_by([(logout, gone), (delete, iscsi.RC_NO_OBJECTS)])
+    assert iscsi.changed_by([(logout, gone), (delete, 0)])

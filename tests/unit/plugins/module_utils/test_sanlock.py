@@ -124,6 +124,21 @@ def test_setup_errors_name_what_to_fix():
                                 sanlock.parse_is_active(out('is_active_all'))) == []
 
 
+def test_killed_lvmlockd_points_to_the_recovery_playbook_not_to_a_watchdog():
+    """Recorded after `pkill -9 lvmlockd` with lv1 active exclusively: wdmd (and its watchdog) and
+    sanlock still run, so the advice is the recovery playbook, not loading a watchdog."""
+    services = sanlock.parse_is_active(out('is_active_lvmlockd_killed'))
+    assert services == {'wdmd': 'active', 'sanlock': 'active', 'lvmlockd': 'failed'}
+    [error] = sanlock.setup_errors(sanlock.parse_lvmconfig(out('lvmconfig_set')), services)
+    assert error.startswith('lvmlockd not running (lvmlockd: failed); ')
+    assert 'playbooks/recover_shared_lvm.yml' in error
+    assert 'watchdog' not in error and 'softdog' not in error
+    # a host whose wdmd is down still gets the watchdog advice, and no playbook
+    [error] = sanlock.setup_errors(sanlock.parse_lvmconfig(out('lvmconfig_set')),
+                                   sanlock.parse_is_active(out('is_active_wdmd_down')))
+    assert 'softdog' in error and 'recover_shared_lvm' not in error
+
+
 @pytest.mark.parametrize('host_id, ok', [(0, False), (1, True), (2000, True), (2001, False)])
 def test_host_id_range(host_id, ok):
     errors = sanlock.setup_errors({'use_lvmlockd': 1, 'host_id': host_id},
