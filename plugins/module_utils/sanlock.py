@@ -256,7 +256,7 @@ def lock_start_action(vg_name, timeout):
     """``vgchange --lock-start`` bounded by ``timeout`` seconds (coreutils timeout exits 124 on expiry)."""
     return Action(['timeout', str(timeout), 'vgchange', '--lock-start', vg_name],
                   'lock-start volume group %s on this host (joins its sanlock lockspace, waits up to %d s)'
-                  % (vg_name, timeout))
+                  % (vg_name, timeout), timeout=timeout + 30)  # the Runner's bound lets the inner one speak first
 
 
 def _activate(target, mode):

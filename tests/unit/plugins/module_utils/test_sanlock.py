@@ -267,3 +267,10 @@ def test_explain_names_the_lv_locked_elsewhere_and_the_timeout():
     start = sanlock.lock_start_action('shared', 30)
     assert 'lock_start_timeout' in sanlock.explain_failure(start, 124, '')
     assert sanlock.explain_failure(start, 5, 'boom') is None
+
+
+def test_lock_start_is_bounded_by_its_own_timeout_first():
+    """The Runner's bound of a lock-start outlasts the lock_start_timeout it runs under, so the
+    inner timeout's own exit (124, explained by explain_failure) is what the user sees."""
+    action = sanlock.lock_start_action('shared', 300)
+    assert action.argv[:2] == ['timeout', '300'] and action.timeout > 300
