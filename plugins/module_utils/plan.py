@@ -18,6 +18,7 @@ import fcntl
 import os
 import shlex
 import stat
+import tempfile
 import time
 
 MASK = '********'
@@ -91,6 +92,60 @@ class Action(object):
         return 'Action(%r, %r)' % (self.shown(), self.why)
 
 
+class FileWrite(Action):
+    """A planned file write: ``text`` replaces ``path`` atomically, applied in order with the commands.
+
+    ``mode`` is the file's mode from its first byte (0600 for files that hold secrets); None keeps
+    the mode and owner of the file it replaces (0644 for a new file). ``text=None`` removes the file.
+    Secrets in the text never reach ``commands``: only the path is shown.
+    """
+
+    def __init__(self, path, text, why, mode=None):
+        Action.__init__(self, ['write' if text is not None else 'remove', path], why)
+        self.path, self.text, self.mode = path, text, mode
+
+    def perform(self):
+        if self.text is None:
+            if os.path.lexists(self.path):
+                os.unlink(self.path)
+        else:
+            write_atomically(self.path, self.text, self.mode)
+
+
+def write_atomically(path, text, mode=None):
+    """Replace ``path`` by ``text`` through a temporary file in its directory, fsynced and renamed
+    into place, so a reader sees the old file or the new one, never a part. ``mode`` applies from the
+    first byte; None keeps the mode and owner of the file replaced (0644 for a new one)."""
+    directory = os.path.dirname(path) or '.'
+    os.makedirs(directory, exist_ok=True)
+    owner = None
+    if mode is None:
+        try:
+            st = os.stat(path)
+            mode, owner = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            mode = 0o644
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix='.openblock-tmp-')
+    try:
+        os.fchmod(fd, mode)
+        if owner:
+            os.fchown(fd, *owner)
+        with os.fdopen(fd, 'w') as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 class Runner(object):
     """Runs read commands and applies plans for one module invocation."""
 
@@ -118,6 +173,15 @@ class Runner(object):
                     % (shown, timeout, hang_hint(argv)),
                 rc=rc, failed_command=shown, timed_out=True, commands=self.commands, **extra)
         return rc, out, err
+
+    @staticmethod
+    def _write(action):
+        """Perform a FileWrite; an OSError is its failure (exit 1), like a command's."""
+        try:
+            action.perform()
+        except OSError as e:
+            return 1, '', '%s: %s' % (e.filename or action.path, e.strerror)
+        return 0, '', ''
 
     def read(self, argv, ok_rcs=(0,), what=None, secret_output=False, timeout=None):
         """Run a non-mutating command; fail the module when its exit code is not in ok_rcs
@@ -149,7 +213,10 @@ class Runner(object):
             if self.module.check_mode:
                 changed = True
                 continue
-            rc, out, err = self._run(action.argv, action.timeout, action.shown(), fail_extra)
+            if isinstance(action, FileWrite):
+                rc, out, err = self._write(action)
+            else:
+                rc, out, err = self._run(action.argv, action.timeout, action.shown(), fail_extra)
             self.results.append((action, rc))
             if rc not in action.ok_rcs:
                 detail = (err or out).strip()

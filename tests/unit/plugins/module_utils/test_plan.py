@@ -122,3 +122,32 @@ def test_a_held_lock_fails_after_its_timeout(tmp_path):
                 pass
     finally:
         os.close(holder)
+
+
+def test_file_writes_are_planned_actions_applied_in_order(tmp_path):
+    """A FileWrite runs between the commands around it, atomically, with its mode from the first
+    byte; its text never reaches `commands`; a write that fails stops the plan like a command."""
+    secret = tmp_path / 'conf.d' / 'target.conf'
+    module = FakeModule([0, 0])
+    runner = Runner(module)
+    assert runner.apply([Action(['ok1'], 'first'), plan.FileWrite(str(secret), 'password s3cret\n', 'persist', mode=0o600),
+                         Action(['ok2'], 'last')]) is True
+    assert secret.read_text() == 'password s3cret\n' and oct(secret.stat().st_mode & 0o777) == '0o600'
+    assert runner.commands == ['ok1', 'write %s' % secret, 'ok2'] and 's3cret' not in repr(runner.commands)
+    assert os.listdir(secret.parent) == ['target.conf']
+    blocked = tmp_path / 'file'
+    blocked.write_text('')
+    module = FakeModule([0])
+    with pytest.raises(Failed):
+        Runner(module).apply([Action(['ok1'], 'first'), plan.FileWrite(str(blocked / 'x'), 'y', 'write below a file')])
+    assert module.failure['changed'] is True and module.failure['failed_command'] == 'write %s' % (blocked / 'x')
+
+
+def test_a_file_write_keeps_the_mode_and_removal_is_planned_too(tmp_path):
+    conf = tmp_path / 'lvm.conf'
+    conf.write_text('old\n')
+    conf.chmod(0o640)
+    Runner(FakeModule([])).apply([plan.FileWrite(str(conf), 'new\n', 'edit')])
+    assert conf.read_text() == 'new\n' and oct(conf.stat().st_mode & 0o777) == '0o640'
+    Runner(FakeModule([])).apply([plan.FileWrite(str(conf), None, 'remove')])
+    assert not conf.exists()
