@@ -1,7 +1,7 @@
 """The roles' CHAP account never shows in a -vvv run or in the Ansible log (issue #8, "Secrets").
 
 No lab VM: the roles run on localhost in check mode, where they stop at the first task that needs
-the lab (the volume group on storage_node, a tool of open-iscsi or tgt that the controller lacks).
+the lab (the LVM filter of storage_node's devices, a tool of open-iscsi or tgt that the controller lacks).
 Two runs per role: from the top (the argument spec and the role's own check pass with the account,
 and the run stops where expected), and from the task that hands the account to its module
 (--start-at-task), whose failure prints the module's arguments at -vvv: the password must be masked
@@ -71,7 +71,8 @@ def failed_task(output):
 
 
 @pytest.mark.parametrize('host, role, stop', [
-    ('storage1', 'storage_node', 'Create the volume group'),
+    # lvm_config refuses the missing device of the filter, before the VG task would
+    ('storage1', 'storage_node', "Accept only this node's PVs in the LVM global_filter"),
     ('compute1', 'compute_initiator', None),
 ])
 def test_role_checks_pass_with_chap_and_stop_only_where_the_lab_is_needed(tmp_path, host, role, stop):
@@ -83,8 +84,9 @@ def test_role_checks_pass_with_chap_and_stop_only_where_the_lab_is_needed(tmp_pa
     if stop:
         assert failed_task(output) == stop, output[-3000:]
     else:
-        # the controller has no open-iscsi: the first command of it that runs in check mode fails
-        assert failed_task(output) in ('Install open-iscsi', 'Generate a new initiator name', 'Read the initiator name'), \
+        # the controller has no open-iscsi (iscsi_initiator predicts without it in check mode) and no
+        # LVM: the LVM filter, the first task that needs the lab's tools, fails
+        assert failed_task(output) in ('Install open-iscsi', 'Accept only local PVs and named devices in the LVM global_filter'), \
             output[-3000:]
 
 
