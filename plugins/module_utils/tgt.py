@@ -10,7 +10,9 @@ writing the conf.d files, checking backing paths) and hands the results in.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
+import json
 import re
 
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error
@@ -340,6 +342,85 @@ def parse_conf(text):
     return dict(iqn=iqn, secrets=secrets)
 
 
+# ---------------------------------------------------------------- the record of secrets set
+# tgt never shows a secret, and with persist: false no conf.d file holds one, so the module keeps,
+# for each account whose secret it set, a salted PBKDF2 hash of that secret (never the secret) in
+# a root-only (0600) file of the collection's root-only directory on /run: a tmpfs, so nothing
+# reaches the disk and the record goes at reboot, as tgtd's accounts do. The record names the
+# tgtd instance it describes (the identity of its control socket, made anew at each start); after
+# a restart the accounts are those tgtd read from the conf.d files, so a record of another
+# instance is ignored. It fails closed: an account with no entry and no conf.d secret is set
+# again (changed); an entry is voided before a run touches its account and written only after
+# the run succeeded.
+RECORD_PATH = '/run/openblock-storage/tgt-chap.json'
+# PBKDF2-SHA256 rounds: about 1 ms per account on a server, 0.2 s in the lab's emulated VM, paid
+# once per listed account and run. The file is root-only and on tmpfs; the rounds only slow a
+# guess at a weak secret from a leaked copy. Each entry carries its rounds, so this can grow.
+HASH_ROUNDS = 4096
+
+
+def _digest(secret, salt, rounds):
+    return hashlib.pbkdf2_hmac('sha256', secret.encode('utf-8'), bytes.fromhex(salt), rounds).hex()
+
+
+def secret_entry(secret, salt):
+    """The record entry of a secret: salt (hex, random, given by the caller), rounds, hash."""
+    return dict(salt=salt, rounds=HASH_ROUNDS, hash=_digest(secret, salt, HASH_ROUNDS))
+
+
+def secret_matches(entry, secret):
+    """Whether record ``entry`` was made from ``secret``; a damaged entry never matches."""
+    try:
+        return hmac.compare_digest(entry['hash'], _digest(secret, entry['salt'], int(entry['rounds'])))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+
+
+def known_record(text, instance):
+    """The accounts of a record file's ``text`` ({user: entry or None}) when it describes the tgtd
+    ``instance``; None when it describes another one or cannot be read."""
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get('tgtd') != instance or not isinstance(record.get('accounts'), dict):
+        return None
+    return record['accounts']
+
+
+def record_text(instance, accounts):
+    return json.dumps(dict(tgtd=instance, accounts=accounts), indent=1, sort_keys=True) + '\n'
+
+
+def wanted_secrets(desired):
+    """user -> secret of every account a present target of ``desired`` lists."""
+    wanted = {}
+    for target in desired:
+        if target['state'] == 'present':
+            for account in target['incoming_users'] + ([target['outgoing_user']] if target['outgoing_user'] else []):
+                wanted[account['user']] = account['password']
+    return wanted
+
+
+def records_voided(records, plan):
+    """The record to write before ``plan`` runs: the accounts it sets or deletes lose their entry."""
+    accounts = dict(records or {})
+    accounts.update((user, None) for user in plan.rekeyed)
+    for user in plan.deleted_users:
+        accounts.pop(user, None)
+    return accounts
+
+
+def records_after(records, desired, plan, new_salt):
+    """The record once ``plan`` ran: an entry for every account ``desired`` lists (kept when the
+    plan found it matching, made anew otherwise; ``new_salt()`` gives a random hex salt)."""
+    accounts = records_voided(records, plan)
+    for user, secret in sorted(wanted_secrets(desired).items()):
+        if user not in plan.recorded:
+            accounts[user] = secret_entry(secret, new_salt())
+    return accounts
+
+
 # ---------------------------------------------------------------- planning
 
 def _tgtadm(*args):
@@ -383,12 +464,39 @@ class Plan(object):
         self.refusals = []
         self.needs_accounts = False
         self.changed_iqns = set()  # listed targets the plan creates or changes, live or in conf.d
+        self.rekeyed = set()       # CHAP users whose account the plan creates, or deletes and creates again
+        self.deleted_users = set()  # CHAP users whose account the plan deletes for good
+        self.recorded = set()      # CHAP users whose secret the record showed to be set already
+        # iqn -> [first action that blocks new logins to it, last action that admits them again,
+        #         the actions that admit them again when the target is not listed (else None)]
+        self.blocked = {}
+
+    def blocked_advice(self, failed):
+        """What to tell when action ``failed`` of this plan fails while targets refuse new logins
+        (their block ran and their access list is not whole again), or None."""
+        at = dict((id(action), index) for index, action in enumerate(self.actions))
+        blocked = [(iqn, restore) for iqn, (block, unblock, restore) in sorted(self.blocked.items())
+                   if at[id(block)] < at[id(failed)] <= at[id(unblock)]]
+        if not blocked:
+            return None
+        advice = ('new logins to %s are refused: their access lists were emptied for the change of a CHAP '
+                  'secret (connected initiators keep their sessions)' % ', '.join(iqn for iqn, _r in blocked))
+        listed = [iqn for iqn, restore in blocked if restore is None]
+        if listed:
+            advice += '; re-run this task to finish the change and admit them again (%s)' % ', '.join(listed)
+        for iqn, restore in blocked:
+            if restore is not None:
+                advice += ('; %s is not listed in this task: once a run of this task succeeded, bind its CHAP users '
+                           'and admit its initiators again with: %s' % (iqn, ' && '.join(a.shown() for a in restore)))
+        return advice
 
 
-def plan_targets(desired, live, files, accounts=None, exclusive=False, force=False, persist=True):
+def plan_targets(desired, live, files, accounts=None, exclusive=False, force=False, persist=True, records=None):
     """Plan the convergence of ``desired`` (validated) against ``live`` (parse_show).
 
     ``files`` maps iqn -> {path, text, secrets} for every conf.d file this collection manages.
+    ``records`` is the ``accounts`` part of the secrets record of the running tgtd (see
+    ``known_record``), or None when there is none.
     ``accounts`` is the set of global tgt accounts, or None when not read yet; when the plan
     needs it, ``plan.needs_accounts`` is set and the caller reads it and plans again.
     """
@@ -427,35 +535,67 @@ def plan_targets(desired, live, files, accounts=None, exclusive=False, force=Fal
     gone = set(removed)
 
     # 2. Accounts every present target needs: create the missing ones, reset unknown secrets.
-    wanted_secret = {}
-    for target in present:
-        for account in target['incoming_users'] + ([target['outgoing_user']] if target['outgoing_user'] else []):
-            wanted_secret[account['user']] = account['password']
-    account_actions = []
-    reset = set()
+    wanted_secret = wanted_secrets(desired)
+    created, reset = [], set()
     for user in sorted(wanted_secret):
-        secret = wanted_secret[user]
         exists = user in bindings or (accounts is not None and user in accounts)
         if not exists and accounts is None:
             plan.needs_accounts = True
-            continue
-        if exists and known_secrets.get(user) == secret:
-            continue
-        if exists:
-            # tgt cannot change a secret: delete the account (which unbinds it everywhere),
-            # create it again, and bind it back where it stays.
+        elif not exists:
+            created.append(user)
+        elif records is not None and user in records:
+            # The record of this tgtd decides; an entry voided by a run that failed is unknown.
+            if records[user] is not None and secret_matches(records[user], wanted_secret[user]):
+                plan.recorded.add(user)
+            else:
+                created.append(user)
+                reset.add(user)
+        elif known_secrets.get(user) != wanted_secret[user]:
+            created.append(user)
+            reset.add(user)
+    plan.rekeyed = set(created)
+
+    # tgt cannot change a secret: the account is deleted (which unbinds it everywhere), created
+    # again and bound back. Between the delete and the bind a target it guarded asks for no CHAP,
+    # so every live target bound to it stops admitting new logins first: its access list is
+    # emptied (tgt then admits nobody; sessions already logged in go on) and filled again after
+    # the bind (for a listed target, by its own update below).
+    blocked = sorted((iqn for iqn, target in live.items() if iqn not in gone
+                      and (target['addresses'] or target['initiators'])
+                      and reset.intersection(target['incoming_users'] + [target['outgoing_user']])),
+                     key=lambda iqn: live[iqn]['tid'])
+    blocks, unblocks, bound_back = [], [], {}
+    for iqn in blocked:
+        target = live[iqn]
+        block = _acl_actions('unbind', target['tid'], iqn, target['addresses'], target['initiators'],
+                             ' (no new logins during the CHAP secret change)')
+        blocks += block
+        plan.blocked[iqn] = [block[0], None, None]
+    account_actions = []
+    for user in created:
+        if user in reset:
             account_actions.append(Action(_tgtadm('--mode', 'account', '--op', 'delete', '--user', user),
                                           'replace the secret of CHAP user %s' % user))
-            reset.add(user)
         account_actions.append(Action(_tgtadm('--mode', 'account', '--op', 'new', '--user', user,
-                                              '--password', secret),
-                                      'create CHAP user %s' % user, secrets=[secret]))
+                                              '--password', wanted_secret[user]),
+                                      'create CHAP user %s' % user, secrets=[wanted_secret[user]]))
         for iqn, outgoing in bindings.get(user, []) if user in reset else []:
             if iqn in gone or iqn in listed:
                 continue  # removed, or re-bound below by its own target's plan
             argv = _tgtadm('--mode', 'account', '--op', 'bind', '--tid', live[iqn]['tid'], '--user', user)
-            account_actions.append(Action(argv + (['--outgoing'] if outgoing else []),
-                                          'bind CHAP user %s back to %s' % (user, iqn)))
+            bind = Action(argv + (['--outgoing'] if outgoing else []), 'bind CHAP user %s back to %s' % (user, iqn))
+            account_actions.append(bind)
+            bound_back.setdefault(iqn, []).append(bind)
+    for iqn in blocked:
+        if iqn not in listed:
+            target = live[iqn]
+            unblock = _acl_actions('bind', target['tid'], iqn, target['addresses'], target['initiators'],
+                                   ' again, after the CHAP secret change')
+            unblocks += unblock
+            # No later run knows this target's entries once they are unbound: the error of a
+            # failed run names the commands that bind its accounts and entries back.
+            plan.blocked[iqn][1:] = [unblock[-1], bound_back.get(iqn, []) + unblock]
+    account_actions = blocks + account_actions + unblocks
 
     # 3. Targets to create or reconcile.
     used_tids = set(t['tid'] for iqn, t in live.items() if iqn not in gone)
@@ -471,8 +611,14 @@ def plan_targets(desired, live, files, accounts=None, exclusive=False, force=Fal
             actions = _create_actions(tid, target)
             creations += actions
         else:
+            if iqn in plan.blocked:
+                # Its access list is empty from the block on: the update binds every wanted entry,
+                # and those binds come last, after the accounts are bound.
+                have = dict(have, addresses=[], initiators=[])
             actions = _update_actions(have, target, reset, force, plan.refusals)
             updates += actions
+            if iqn in plan.blocked:
+                plan.blocked[iqn][1] = actions[-1]
         conf_changes = False
         if persist:
             text = render_conf(target)
@@ -502,6 +648,7 @@ def plan_targets(desired, live, files, accounts=None, exclusive=False, force=Fal
         elif user in bindings or user in accounts:
             cleanup.append(Action(_tgtadm('--mode', 'account', '--op', 'delete', '--user', user),
                                   'delete CHAP user %s, which no target uses any more' % user))
+            plan.deleted_users.add(user)
 
     plan.actions = deletions + account_actions + updates + creations + cleanup
     return plan
@@ -519,15 +666,17 @@ def _bind_actions(tid, target, have_addresses=(), have_initiators=(), have_in=()
         actions.append(Action(_tgtadm('--mode', 'account', '--op', 'bind', '--tid', tid, '--user', out['user'],
                                       '--outgoing'),
                               'make %s answer mutual CHAP as %s' % (iqn, out['user'])))
-    for address in acl_addresses(target):
-        if address not in have_addresses:
-            actions.append(Action(_tgtadm('--mode', 'target', '--op', 'bind', '--tid', tid, '-I', address),
-                                  'admit address %s to %s' % (address, iqn)))
-    for name in target['initiators']:
-        if name not in have_initiators:
-            actions.append(Action(_tgtadm('--mode', 'target', '--op', 'bind', '--tid', tid, '-Q', name),
-                                  'admit initiator %s to %s' % (name, iqn)))
-    return actions
+    return actions + _acl_actions('bind', tid, iqn, [a for a in acl_addresses(target) if a not in have_addresses],
+                                  [n for n in target['initiators'] if n not in have_initiators])
+
+
+def _acl_actions(op, tid, iqn, addresses, initiators, why=''):
+    """Bind (admit) or unbind (stop admitting) address and initiator-name ACL entries of a target."""
+    verb = 'admit' if op == 'bind' else 'stop admitting'
+    return ([Action(_tgtadm('--mode', 'target', '--op', op, '--tid', tid, '-I', address),
+                    '%s address %s to %s%s' % (verb, address, iqn, why)) for address in addresses] +
+            [Action(_tgtadm('--mode', 'target', '--op', op, '--tid', tid, '-Q', name),
+                    '%s initiator %s to %s%s' % (verb, name, iqn, why)) for name in initiators])
 
 
 def _create_actions(tid, target):
@@ -541,7 +690,6 @@ def _create_actions(tid, target):
 
 def _update_actions(have, target, reset, force, refusals):
     tid, iqn = have['tid'], target['iqn']
-    actions = []
     in_use = bool(have['sessions'])
 
     def refuse_if_in_use(what):
@@ -551,14 +699,8 @@ def _update_actions(have, target, reset, force, refusals):
 
     # Take away what is not wanted first.
     want_addresses = acl_addresses(target)
-    for address in have['addresses']:
-        if address not in want_addresses:
-            actions.append(Action(_tgtadm('--mode', 'target', '--op', 'unbind', '--tid', tid, '-I', address),
-                                  'stop admitting address %s to %s' % (address, iqn)))
-    for name in have['initiators']:
-        if name not in target['initiators']:
-            actions.append(Action(_tgtadm('--mode', 'target', '--op', 'unbind', '--tid', tid, '-Q', name),
-                                  'stop admitting initiator %s to %s' % (name, iqn)))
+    actions = _acl_actions('unbind', tid, iqn, [a for a in have['addresses'] if a not in want_addresses],
+                           [n for n in have['initiators'] if n not in target['initiators']])
     want_in = set(a['user'] for a in target['incoming_users'])
     for user in have['incoming_users']:
         if user not in want_in and user not in reset:

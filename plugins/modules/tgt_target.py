@@ -157,8 +157,17 @@ notes:
   - Check mode also reports the conf.d files it would write or remove, in RV(files).
   - In diff mode, before and after show the LUNs, access lists and account names of each listed target.
   - Needs tgt (scsi-target-utils) 1.0.x with C(tgtd) running; tested with 1.0.85 on Debian 12.
-  - tgt cannot report a CHAP secret, so the module compares secrets with its conf.d files. The first run on
-    a target or account it did not create sets the secret again (changed).
+  - tgt cannot report a CHAP secret. The module keeps a salted PBKDF2 hash (never the secret) of each secret
+    it set in C(/run/openblock-storage/tgt-chap.json) (root only, mode 0600, on tmpfs), valid for the running
+    C(tgtd) only, and else compares with its conf.d files; so a re-run is a no-op with O(persist=false) too.
+    An account whose secret neither tells, such as one created by other means, or one of a run that failed,
+    gets its secret set again (changed). A secret changed by other means while the same C(tgtd) runs is not
+    seen.
+  - tgt cannot change a secret either, so a new secret deletes the account, creates it again and binds it
+    back. From before the delete until after the bind, every target bound to the account admits no new
+    login (its initiator access list is emptied; sessions already logged in go on), so no target ever admits
+    a login without its CHAP. If a step fails meanwhile, the error names the blocked targets; a re-run
+    finishes the change.
   - CHAP secrets pass through C(tgtadm)'s command line, as tgt offers no other way; they are masked in
     RV(commands), in errors and in the diff.
   - Serializes itself with the other modules of the collection through a host-wide lock.
@@ -262,8 +271,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.plan import REPORT_OPTION, Runner, diff_result, host_lock
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import (
-    CONF_DIR, CONF_PREFIX, SHOW_ACCOUNTS, SHOW_TARGETS, Refusal, conf_path, desired_view, owned_view,
-    parse_accounts, parse_conf, parse_show, plan_targets, target_view, validate_targets)
+    CONF_DIR, CONF_PREFIX, RECORD_PATH, SHOW_ACCOUNTS, SHOW_TARGETS, Refusal, conf_path, desired_view, known_record,
+    owned_view, parse_accounts, parse_conf, parse_show, plan_targets, record_text, records_after, records_voided,
+    target_view, validate_targets)
+
+# tgtd makes its control socket anew at each start: its identity names the running tgtd.
+TGTD_SOCKET = '/run/tgtd/socket.0'
 
 ACCOUNT_SPEC = dict(user=dict(type='str', required=True), password=dict(type='str', required=True, no_log=True))
 LUN_SPEC = dict(lun=dict(type='int', required=True), path=dict(type='path', required=True),
@@ -312,6 +325,58 @@ def write_atomically(path, text):
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def tgtd_instance():
+    """The running tgtd, as the identity of its control socket; None when it cannot be told."""
+    try:
+        st = os.stat(TGTD_SOCKET)
+    except OSError:
+        return None
+    return '%d:%d' % (st.st_ino, st.st_ctime_ns)
+
+
+def _record_dir_trusted(directory):
+    """The record's directory is used only when it is a real directory that only root can write."""
+    try:
+        st = os.lstat(directory)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def read_record(instance):
+    """The accounts of the secrets record when it describes tgtd ``instance``, else None (fail
+    closed: a file that is a link, not root's own or readable by others is not believed)."""
+    if instance is None or not _record_dir_trusted(os.path.dirname(RECORD_PATH)):
+        return None
+    try:
+        fd = os.open(RECORD_PATH, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd) as handle:
+        st = os.fstat(handle.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return None
+        return known_record(handle.read(), instance)
+
+
+def write_record(instance, accounts):
+    """Write the secrets record (hashes only, 0600, atomically); False when it cannot be."""
+    directory = os.path.dirname(RECORD_PATH)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    if not _record_dir_trusted(directory):
+        return False
+    try:
+        write_atomically(RECORD_PATH, record_text(instance, accounts))
+    except OSError:
+        return False
+    return True
 
 
 def size_of(path):
@@ -398,7 +463,10 @@ def main():
             module.fail_json(msg='invalid input, nothing was changed: ' + '; '.join(errors), errors=errors,
                              commands=[])
         files = read_managed_files()
-        options = dict(exclusive=params['exclusive'], force=params['force'], persist=params['persist'])
+        instance = tgtd_instance()
+        records = read_record(instance)
+        options = dict(exclusive=params['exclusive'], force=params['force'], persist=params['persist'],
+                       records=records)
         plan = plan_targets(desired, live, files, **options)
         if plan.needs_accounts:
             accounts = parse_accounts(runner.read(SHOW_ACCOUNTS, what='reading tgt accounts')[1])
@@ -410,7 +478,14 @@ def main():
         touched = [t['iqn'] for t in desired] + (
             [iqn for iqn in files if iqn not in wanted] if params['exclusive'] else [])
         before = dict((iqn, owned_view(live.get(iqn))) for iqn in touched) if module._diff else None
-        changed = runner.apply(plan.actions)
+        if not module.check_mode and (plan.rekeyed or plan.deleted_users) and instance is not None:
+            # Void the entries of the accounts this run touches first: should it stop half-way,
+            # the next run sets their secrets again rather than trust an old entry.
+            if not write_record(instance, records_voided(records, plan)):
+                module.fail_json(msg='cannot write %s (the hashes of the CHAP secrets set), nothing was changed; '
+                                     'make /run/openblock-storage a directory only root can write and re-run'
+                                 % RECORD_PATH, commands=[])
+        changed = runner.apply(plan.actions, explain=lambda action, rc, output: plan.blocked_advice(action))
         if not module.check_mode:
             for path in plan.removals:
                 if os.path.exists(path):
@@ -418,6 +493,10 @@ def main():
             for path in sorted(plan.writes):
                 write_atomically(path, plan.writes[path])
         changed = changed or bool(plan.writes) or bool(plan.removals)
+        if not module.check_mode and instance is not None:
+            recorded = records_after(records, desired, plan, lambda: os.urandom(16).hex())
+            if recorded != (records or {}) and not write_record(instance, recorded):
+                module.warn('could not write %s: the next run sets the CHAP secrets again' % RECORD_PATH)
         if plan.actions and not module.check_mode:
             live = parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
 

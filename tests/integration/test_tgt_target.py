@@ -18,7 +18,9 @@ DISK = '/dev/disk/by-id/virtio-spare3'
 VG = 'itest_tgt'
 LV = '/dev/%s/lun1' % VG
 PORTAL = '127.0.0.1:3260'
+PORTAL2 = '127.0.0.2:3260'  # tgtd listens on every address: a second session beside one on PORTAL
 SECRET = 'itest-chap-secret-1'  # must never appear in any output
+NEW_SECRET = 'itest-chap-secret-2'
 # Enough to prove one task and a bounded no-op; the figures at N = 10..500 are in bench/.
 MANY = 50
 
@@ -65,6 +67,21 @@ def login(lab, iqn):
         if rc == 0 and out.strip().startswith('/dev/sd'):
             disks[lun] = out.strip()
     return disks
+
+
+def second_login(lab, iqn, secret):
+    """Try a CHAP login (secret None: no CHAP) to ``iqn`` through the second loopback portal, beside
+    a session that may exist on the first; log out again. Return True when the target admitted it."""
+    node = 'iscsiadm -m node -T %s -p %s' % (iqn, PORTAL2)
+    lab.sh('%s -o new >/dev/null' % node)
+    settings = [('node.session.auth.authmethod', 'CHAP' if secret else 'None'),
+                ('node.session.auth.username', 'itestuser'), ('node.session.auth.password', secret or 'unused')]
+    for key, value in settings:
+        lab.sh('%s --op update -n %s -v %s' % (node, key, value))
+    admitted = lab.sh('%s --login' % node, check=False)[0] == 0
+    lab.sh('%s --logout' % node, check=False)
+    lab.sh('%s -o delete' % node, check=False)
+    return admitted
 
 
 def logout(lab, iqn):
@@ -201,6 +218,58 @@ def test_tgt_restart_brings_back_targets_acls_and_accounts(tgt_lab):
     disks = login(lab, MAIN)
     logout(lab, MAIN)
     assert sorted(disks) == [1, 2]
+
+
+def test_chap_secret_change_admits_no_login_without_it_and_keeps_sessions(tgt_lab):
+    """Issue 19, items 2 and 3. The module's block (empty the access list of every target bound to
+    the account) refuses new logins, whatever their credentials, while a session already logged in
+    keeps doing I/O; its secret change runs block, delete, new, bind, unblock in that order; after
+    it only the new secret logs in. With persist: false, a re-run is a no-op (the record of hashes)."""
+    lab, initiator = tgt_lab
+    disks = login(lab, MAIN)
+    try:
+        tid = int(next(line.split()[1].rstrip(':') for line in show(lab).splitlines() if line.endswith(': ' + MAIN)))
+        acl = ['-I 127.0.0.1', '-Q %s' % initiator]
+        # Each command's effect, by hand: the block refuses a login with the secret or none, even
+        # once the account is gone (the state inside the swap), and the session's I/O goes on.
+        for entry in acl:
+            lab.sh('tgtadm --lld iscsi --mode target --op unbind --tid %d %s' % (tid, entry))
+        assert not second_login(lab, MAIN, SECRET)
+        lab.sh('tgtadm --lld iscsi --mode account --op delete --user itestuser')
+        assert not second_login(lab, MAIN, None)
+        lab.sh('dd if=/dev/urandom of=%s/io.bin bs=1M count=1 status=none && '
+               'dd if=%s/io.bin of=%s bs=1M count=1 oflag=direct status=none' % (DIR, DIR, disks[2]))
+        assert md5(lab, disks[2]) == md5(lab, DIR + '/io.bin')
+        lab.sh('tgtadm --lld iscsi --mode account --op new --user itestuser --password %s && '
+               'tgtadm --lld iscsi --mode account --op bind --tid %d --user itestuser' % (SECRET, tid))
+        for entry in acl:
+            lab.sh('tgtadm --lld iscsi --mode target --op bind --tid %d %s' % (tid, entry))
+
+        spec = main_spec(lab, initiator)
+        spec['incoming_users'][0]['password'] = NEW_SECRET
+        result, raw = lab.module('tgt_target', dict(targets=[spec], persist=False), raw=True)
+        assert result['changed'] and SECRET not in raw and NEW_SECRET not in raw, result
+        commands = [c.split(' --lld iscsi ', 1)[1] for c in result['commands']]
+        order = ['--mode target --op unbind --tid %d -I 127.0.0.1' % tid,
+                 '--mode target --op unbind --tid %d -Q %s' % (tid, initiator),
+                 '--mode account --op delete --user itestuser',
+                 '--mode account --op new --user itestuser --password ********',
+                 '--mode account --op bind --tid %d --user itestuser' % tid,
+                 '--mode target --op bind --tid %d -I 127.0.0.1' % tid,
+                 '--mode target --op bind --tid %d -Q %s' % (tid, initiator)]
+        assert [c for c in commands if c in order] == order, commands
+        assert not second_login(lab, MAIN, None) and not second_login(lab, MAIN, SECRET)
+        assert second_login(lab, MAIN, NEW_SECRET)
+        assert md5(lab, disks[2]) == md5(lab, DIR + '/io.bin')  # the first session lived through it
+        # persist: false keeps no conf.d file, and a re-run is still a no-op.
+        again = lab.module('tgt_target', dict(targets=[spec], persist=False))
+        assert again['changed'] is False and again['commands'] == [], again
+        record = lab.out("cd /run/openblock-storage && stat -c '%a %U' tgt-chap.json && cat tgt-chap.json")
+        assert record.startswith('600 root') and NEW_SECRET not in record
+    finally:
+        logout(lab, MAIN)
+        # Back to the secret and the conf.d file the later tests log in with.
+        lab.module('tgt_target', dict(targets=[main_spec(lab, initiator)]))
 
 
 def test_removing_a_target_in_use_is_refused_without_force(tgt_lab):

@@ -262,16 +262,21 @@ def test_reconcile_unbinds_before_binding_and_replaces_unknown_secrets(busy):
     plan = tgt.plan_targets(desired, busy, {}, accounts={'inuser2', 'outuser1', 'spareuser'})
     argvs = [' '.join(a.argv[3:]) for a in plan.actions]
     assert argvs == [
-        # the secret of inuser2 is not in any of our files: set it again (delete unbinds it)
+        # the secret of inuser2 is not in any of our files: set it again (delete unbinds it), with
+        # the target admitting no new login from before the delete until after the bind
+        '--mode target --op unbind --tid 1 -I 10.50.1.0/24',
+        '--mode target --op unbind --tid 1 -I 0.0.0.0/32',
+        '--mode target --op unbind --tid 1 -Q %s' % ME,
+        '--mode target --op unbind --tid 1 -Q iqn.2026-11.test.tgt:other-initiator',
         '--mode account --op delete --user inuser2',
         '--mode account --op new --user inuser2 --password newsecret1234',
-        '--mode target --op unbind --tid 1 -I 0.0.0.0/32',
-        '--mode target --op unbind --tid 1 -Q iqn.2026-11.test.tgt:other-initiator',
         '--mode account --op unbind --tid 1 --user outuser1 --outgoing',
         '--mode logicalunit --op delete --tid 1 --lun 2',
         '--mode logicalunit --op update --tid 1 --lun 1 --params scsi_id=%s,scsi_sn=%s,readonly=0'
         % tgt.default_ids('iqn.2026-11.test.tgt:exp10', 1),
         '--mode account --op bind --tid 1 --user inuser2',
+        '--mode target --op bind --tid 1 -I 10.50.1.0/24',
+        '--mode target --op bind --tid 1 -Q %s' % ME,
     ]
 
 
@@ -300,6 +305,179 @@ def test_removed_targets_accounts_are_deleted_when_unused():
     assert tids == [5, 6]  # as recorded on storage1, beside the site's four targets
     assert argvs == ['--mode target --op delete --tid 5', '--mode target --op delete --tid 6',
                      '--mode account --op delete --user smokeout', '--mode account --op delete --user smokeuser']
+
+
+# ---------------------------------------------------------------- changing a CHAP secret
+
+SHARED1, SHARED2 = 'iqn.2026-11.test.tgt:shared1', 'iqn.2026-11.test.tgt:shared2'
+LAB1 = 'iqn.1993-08.org.debian:01:656bb0b94b1'  # the initiator logged in to shared1 in that recording
+
+
+@pytest.fixture
+def shared():
+    """chapshared is bound to shared1 (listed below, lab1 logged in with CHAP) and to shared2 (not
+    listed, also answering mutual CHAP as chapout)."""
+    return tgt.parse_show(fixture('show_chap_shared_connected.txt'))
+
+
+def shared1(password='newsharedsecret1'):
+    return tgt.validate_targets([dict(iqn=SHARED1, luns=[dict(lun=1, path='/var/tmp/fx/s1.img')],
+                                      addresses=['127.0.0.1'], initiators=[LAB1],
+                                      incoming_users=[dict(user='chapshared', password=password)])])[0]
+
+
+def test_secret_change_blocks_every_target_of_the_account_from_before_the_delete_to_after_the_bind(shared):
+    accounts = tgt.parse_accounts(fixture('accounts_chap_shared.txt'))
+    plan = tgt.plan_targets(shared1(), shared, {}, accounts=accounts)
+    argvs = [' '.join(a.argv[3:]) for a in plan.actions]
+    assert argvs == [
+        # block: both targets that require chapshared stop admitting new logins ...
+        '--mode target --op unbind --tid 1 -I 127.0.0.1',
+        '--mode target --op unbind --tid 1 -Q %s' % LAB1,
+        '--mode target --op unbind --tid 2 -I 10.50.1.0/24',
+        '--mode target --op unbind --tid 2 -I 0.0.0.0/32',
+        # ... before the account (and with it CHAP on both) goes
+        '--mode account --op delete --user chapshared',
+        '--mode account --op new --user chapshared --password newsharedsecret1',
+        # shared2, not listed: its account and then its access list come back as they were
+        '--mode account --op bind --tid 2 --user chapshared',
+        '--mode target --op bind --tid 2 -I 10.50.1.0/24',
+        '--mode target --op bind --tid 2 -I 0.0.0.0/32',
+        # shared1: account first, access list last
+        '--mode account --op bind --tid 1 --user chapshared',
+        '--mode target --op bind --tid 1 -I 127.0.0.1',
+        '--mode target --op bind --tid 1 -Q %s' % LAB1,
+    ]
+    # Changing access lists cuts no session (seen on the lab): no force needed for lab1's session.
+    assert shared[SHARED1]['sessions'] and plan.refusals == []
+    assert plan.rekeyed == {'chapshared'} and sorted(plan.blocked) == [SHARED1, SHARED2]
+    # Between its block and its unblock, no target admits a login without the new secret bound.
+    for iqn, tid in ((SHARED1, '1'), (SHARED2, '2')):
+        acl = [i for i, a in enumerate(argvs) if '--mode target' in a and '--tid %s ' % tid in a]
+        bind = argvs.index('--mode account --op bind --tid %s --user chapshared' % tid)
+        delete = argvs.index('--mode account --op delete --user chapshared')
+        assert max(i for i in acl if 'unbind' in argvs[i]) < delete < bind < min(i for i in acl if ' bind' in argvs[i])
+
+
+def test_a_new_account_or_a_known_secret_blocks_nothing(shared):
+    files = {SHARED1: dict(path=tgt.conf_path(SHARED1), text='', secrets={'chapshared': 'newsharedsecret1'})}
+    plan = tgt.plan_targets(shared1(), shared, files)
+    assert plan.actions == [] and plan.blocked == {} and plan.rekeyed == set()
+    new_user = tgt.validate_targets([dict(iqn=SHARED1, luns=[dict(lun=1, path='/var/tmp/fx/s1.img')],
+                                          addresses=['127.0.0.1'], initiators=[LAB1],
+                                          incoming_users=[dict(user='chapnew', password='chapnewsecret1')])])[0]
+    plan = tgt.plan_targets(new_user, shared, {}, accounts={'chapout', 'chapshared'})
+    assert not any('unbind --tid 1 -I' in ' '.join(a.argv) for a in plan.actions) and plan.blocked == {}
+
+
+class ScriptedModule(object):
+    """Every command succeeds but those containing ``fail_on``, which fail as tgtadm does."""
+    check_mode = False
+
+    def __init__(self, fail_on):
+        self.fail_on = fail_on
+        self.ran = []
+        self.failed = None
+
+    def run_command(self, argv, environ_update=None):
+        self.ran.append(argv)
+        if ' '.join(self.fail_on) in ' '.join(argv):
+            return 22, '', 'tgtadm: this account already exists\n'
+        return 0, '', ''
+
+    def fail_json(self, **kwargs):
+        self.failed = kwargs
+        raise SystemExit(1)
+
+
+def apply_failing(plan, fail_on):
+    module = ScriptedModule(fail_on)
+    with pytest.raises(SystemExit):
+        Runner(module).apply(plan.actions, explain=lambda action, rc, output: plan.blocked_advice(action))
+    return module.failed
+
+
+def test_a_failure_while_blocked_says_so_and_how_to_recover(shared):
+    accounts = tgt.parse_accounts(fixture('accounts_chap_shared.txt'))
+    plan = tgt.plan_targets(shared1(), shared, {}, accounts=accounts)
+    failed = apply_failing(plan, ['--mode', 'account', '--op', 'new'])
+    msg = failed['msg']
+    assert 'could not create CHAP user chapshared' in msg
+    assert 'new logins to %s, %s are refused' % (SHARED1, SHARED2) in msg
+    assert 're-run this task to finish the change and admit them again (%s)' % SHARED1 in msg
+    # shared2 is not listed: no later run knows its entries, so the error names the commands.
+    assert ('%s is not listed in this task' % SHARED2) in msg and (
+        'tgtadm --lld iscsi --mode account --op bind --tid 2 --user chapshared && '
+        'tgtadm --lld iscsi --mode target --op bind --tid 2 -I 10.50.1.0/24 && '
+        'tgtadm --lld iscsi --mode target --op bind --tid 2 -I 0.0.0.0/32') in msg
+    assert 'newsharedsecret1' not in json.dumps(failed)
+    # Before the first block took effect, and after the last unblock, nothing is blocked.
+    assert 'refused' not in apply_failing(plan, ['--op', 'unbind', '--tid', '1', '-I'])['msg']
+    cleanup = tgt.plan_targets(shared1(), shared, {}, accounts=accounts)
+    cleanup.actions.append(Action(tgt.TGTADM + ['--mode', 'account', '--op', 'delete', '--user', 'gone'], 'later'))
+    assert 'refused' not in apply_failing(cleanup, ['--user', 'gone'])['msg']
+
+
+def test_the_rerun_after_a_failure_while_blocked_converges_and_admits_again(shared):
+    # The state the failed run above left: both access lists empty, chapshared deleted (which
+    # unbound it everywhere), the account list without it.
+    for iqn in (SHARED1, SHARED2):
+        shared[iqn]['addresses'], shared[iqn]['initiators'], shared[iqn]['incoming_users'] = [], [], []
+    plan = tgt.plan_targets(shared1(), shared, {}, accounts={'chapout'})
+    assert [' '.join(a.argv[3:]) for a in plan.actions] == [
+        '--mode account --op new --user chapshared --password newsharedsecret1',
+        '--mode account --op bind --tid 1 --user chapshared',
+        '--mode target --op bind --tid 1 -I 127.0.0.1',
+        '--mode target --op bind --tid 1 -Q %s' % LAB1,
+    ]
+
+
+# ---------------------------------------------------------------- the record of secrets set
+
+def salts():
+    counter = iter(range(1000))
+    return lambda: '%032x' % next(counter)
+
+
+def test_persist_false_no_op_is_a_no_op_from_the_record():
+    """With persist: false no conf.d file knows the secrets: the record of the hashes does."""
+    live = tgt.parse_show(fixture('show_converged_after_restart.txt'))
+    desired = smoke_desired()
+    first = tgt.plan_targets(desired, live, {}, persist=False, records=None)
+    # Nothing recorded yet and no file: unknown secrets are set again (fail closed).
+    assert first.rekeyed == {'smokeuser', 'smokeout'}
+    record = tgt.records_after(None, desired, first, salts())
+    again = tgt.plan_targets(desired, live, {}, persist=False, records=record)
+    assert again.actions == [] and again.writes == {} and again.removals == [] and again.changed_iqns == set()
+    assert again.recorded == {'smokeuser', 'smokeout'}
+    # ... and keeps the record as it is.
+    assert tgt.records_after(record, desired, again, salts()) == record
+    # A new secret is seen as new.
+    changed = [dict(t) for t in desired]
+    changed[0] = dict(changed[0], incoming_users=[dict(user='smokeuser', password='anothersecret12')])
+    assert 'smokeuser' in tgt.plan_targets(changed, live, {}, persist=False, records=record).rekeyed
+
+
+def test_the_record_holds_salted_hashes_only_and_fails_closed():
+    live = tgt.parse_show(fixture('show_converged_after_restart.txt'))
+    desired = smoke_desired()
+    record = tgt.records_after(None, desired, tgt.plan_targets(desired, live, {}, records=None), salts())
+    text = tgt.record_text('829:1796040344000000000', record)
+    assert 'smokesecret123' not in text and 'smokeoutsecret1' not in text
+    assert set(record['smokeuser']) == {'salt', 'rounds', 'hash'}
+    assert record['smokeuser']['hash'] != tgt.secret_entry('smokesecret123', '%032x' % 99)['hash']
+    # Another tgtd (restarted: a new control socket) or a damaged file: no record.
+    assert tgt.known_record(text, '829:1796040344000000000') == record
+    assert tgt.known_record(text, '687:1796039935000000000') is None
+    assert tgt.known_record(text[:-9], '829:1796040344000000000') is None
+    # An entry voided before a run that then failed means unknown, even with the old conf.d secret.
+    plan = tgt.plan_targets(desired, live, smoke_files(), records=record)
+    assert plan.actions == []
+    plan.rekeyed = {'smokeuser'}
+    voided = tgt.records_voided(record, plan)
+    assert voided['smokeuser'] is None
+    assert 'smokeuser' in tgt.plan_targets(desired, live, smoke_files(), records=voided).rekeyed
+    assert not tgt.secret_matches({'salt': 'zz', 'rounds': 1, 'hash': ''}, 'smokesecret123')
 
 
 # ---------------------------------------------------------------- failures through the runner
