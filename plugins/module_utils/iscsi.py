@@ -9,9 +9,9 @@ so a session to ``...:disk10`` can never make ``...:disk1`` look logged in.
 
 from __future__ import annotations
 
-import os
 import re
 
+from ansible_collections.openblock.storage.plugins.module_utils import devices
 from ansible_collections.openblock.storage.plugins.module_utils.names import format_portal, parse_portal
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Action
 
@@ -141,51 +141,8 @@ def public_node(node):
 
 # ---------------------------------------------------------------- devices in use
 
-def device_usage(name, sys_block='/sys/block', mountinfo='/proc/self/mountinfo', swaps='/proc/swaps'):
-    """Why disk ``name`` (sdX) is in use: holders (dm, multipath, LVM, md) of it or its partitions,
-    mounts and swap of it or its partitions. Empty list = free to log out."""
-    base = os.path.join(sys_block, name)
-    if not os.path.isdir(base):
-        return []
-    parts = [name] + sorted(p for p in os.listdir(base) if p.startswith(name))
-    reasons, numbers = [], {}
-    for part in parts:
-        pdir = base if part == name else os.path.join(base, part)
-        holders_dir = os.path.join(pdir, 'holders')
-        if os.path.isdir(holders_dir):
-            for holder in sorted(os.listdir(holders_dir)):
-                reasons.append('/dev/%s is held by %s' % (part, holder_name(sys_block, holder)))
-        try:
-            with open(os.path.join(pdir, 'dev')) as handle:
-                numbers[handle.read().strip()] = part
-        except OSError:
-            pass
-    for line in _lines(mountinfo):
-        fields = line.split()
-        if len(fields) > 4 and fields[2] in numbers:
-            reasons.append('/dev/%s is mounted on %s' % (numbers[fields[2]], fields[4]))
-    for line in _lines(swaps)[1:]:
-        device = line.split()[0] if line.split() else ''
-        if os.path.basename(device) in numbers.values():
-            reasons.append('%s is a swap device' % device)
-    return reasons
-
-
-def holder_name(sys_block, holder):
-    """dm-3 -> 'dm-3 (mpatha)' when the device-mapper name is known."""
-    try:
-        with open(os.path.join(sys_block, holder, 'dm', 'name')) as handle:
-            return '%s (%s)' % (holder, handle.read().strip())
-    except OSError:
-        return holder
-
-
-def _lines(path):
-    try:
-        with open(path) as handle:
-            return handle.read().splitlines()
-    except OSError:
-        return []
+# In-use checks (holders, mounts, swap, processes) live in devices.py; this name stays for callers.
+device_usage = devices.device_usage
 
 
 # ---------------------------------------------------------------- validation

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 
+from ansible_collections.openblock.storage.plugins.module_utils.devices import devices_usage
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, Runner, diff_result, host_lock
 from ansible_collections.openblock.storage.plugins.module_utils.sizes import (
     SizeError, human, parse_percent, parse_size, round_up)
@@ -110,6 +112,19 @@ def read_lvs(runner, vg):
     return parse_report(runner.read(lv_report_argv(vg), what='reading logical volumes of %s' % vg)[1], 'lv')
 
 
+def name_holders(lvs, usage=devices_usage):
+    """Add ``held_by`` to each open LV row: what holds its device-mapper device (a process with the
+    device open, a holder, a mount or swap), so a refusal can name it. LVM's open flag decides;
+    this only names. ``usage`` is devices.devices_usage (a stub in tests)."""
+    held = dict((lv['lv_name'], os.path.basename(os.path.realpath(lv['lv_path'])))
+                for lv in lvs if _is_open(lv) and lv.get('lv_path'))
+    found = usage(sorted(set(held.values()))) if held else {}
+    for lv in lvs:
+        if lv['lv_name'] in held:
+            lv['held_by'] = found.get(held[lv['lv_name']], [])
+    return lvs
+
+
 def converge_lvs(module, vg_name, plan, view, facts, predicted):
     """Read VG ``vg_name`` and its LVs, plan, apply, re-read, and exit the module with the result.
 
@@ -135,7 +150,7 @@ def converge_lvs(module, vg_name, plan, view, facts, predicted):
         if not vg:
             module.fail_json(msg='vg=%r: no such volume group; create it first with openblock.storage.lvm_vg'
                                  % vg_name, commands=[])
-        lvs = read_lvs(runner, vg_name)
+        lvs = name_holders(read_lvs(runner, vg_name))
         before = view(lvs)
         try:
             actions, expected = plan(vg, lvs)
@@ -471,9 +486,17 @@ def _is_active(lv):
     return len(lv['lv_attr']) > 4 and lv['lv_attr'][4] == 'a'
 
 
+def _held(lv):
+    """What holds an open LV, as name_holders found it, for a message."""
+    if 'held_by' not in lv:
+        return 'mounted, exported or held'
+    return '; '.join(lv['held_by']) or 'held by something this host does not show: no process, holder or mount'
+
+
 def _open_refusal(why, vg_name, lv):
-    return ('%s: %s/%s is open (mounted, exported or held); stop its user, or set force=true '
-            'to try removing it anyway' % (why, vg_name, lv['lv_name']))
+    """An open LV is never removed, force or not: LVM refuses to, after a clear would have run."""
+    return ('%s: %s/%s is open (%s); stop what holds it (unexport, unmount or stop the process) and re-run; '
+            'force does not remove an open volume' % (why, vg_name, lv['lv_name'], _held(lv)))
 
 
 def _lcm(a, b):
@@ -657,7 +680,7 @@ def plan_thin(spec, vg, lvs):
     removals, grows, creates, snapshots, activate, deactivate = [], [], [], [], [], []
 
     def remove(lv, why):
-        if _is_open(lv) and not force:
+        if _is_open(lv):
             refusals.append(_open_refusal(why, vg_name, lv))
         removals.append(lv['lv_name'])
         volumes.pop(lv['lv_name'], None)
@@ -691,8 +714,8 @@ def plan_thin(spec, vg, lvs):
                 activate.append(name)
             elif not vol['active'] and _is_active(lv):
                 if _is_open(lv):
-                    refusals.append('%s.active=false: %s/%s is open (mounted, exported or held) and cannot be '
-                                    'deactivated; stop its user first' % (where, vg_name, name))
+                    refusals.append('%s.active=false: %s/%s is open (%s) and cannot be '
+                                    'deactivated; stop its user first' % (where, vg_name, name, _held(lv)))
                 deactivate.append(name)
             volumes[name]['active'] = vol['active']
             continue
@@ -846,8 +869,9 @@ def plan_thick(spec, vg, lvs):
     Order: clear and remove, clear the tail and shrink, grow, create, so the space freed first is
     there for what grows. With ``clear=zero`` a removed LV is overwritten with zeros first (its first
     ``clear_size`` MiB, or all of it), and so is the part a shrink cuts off; an inactive LV is
-    activated to be cleared. Refuses, before any action, LVs that are not plain, open LVs without
-    force, shrinking without force, and sizes the VG has no room for.
+    activated to be cleared. Refuses, before any action, LVs that are not plain, the removal of an open
+    LV even with force (its clear would run and LVM then refuse the removal), shrinking without
+    force, and sizes the VG has no room for.
     """
     vg_name, force, zero = spec['vg'], spec['force'], spec['clear'] == 'zero'
     extent = vg['vg_extent_size']
@@ -868,7 +892,7 @@ def plan_thick(spec, vg, lvs):
         if vol['state'] == 'absent':
             if not lv:
                 continue
-            if _is_open(lv) and not force:
+            if _is_open(lv):
                 refusals.append(_open_refusal(where, vg_name, lv))
             if zero:
                 if not _is_active(lv):

@@ -25,8 +25,9 @@ description:
   - A login refused for authentication (iscsiadm exit 24) fails the task with C(changed=false) for
     that pair; the node record is restored to its previous settings (or removed, when this task
     created it). A login to a node that already has a session (exit 15) counts as success.
-  - Logging out of a session whose SCSI disk is in use (mounted, swap, or held by device-mapper as a
-    multipath map, LVM, dm-crypt, md) is refused unless O(force=true), before anything changes.
+  - Logging out of a session whose SCSI disk is in use (mounted, swap, held by device-mapper as a
+    multipath map, LVM, dm-crypt, md, or open by a process, named with its pid) is refused unless
+    O(force=true), before anything changes.
   - All input is validated first; every error names the option and the value.
   - CHAP passwords are given to C(iscsiadm) on its command line (C(-o update -n ... -v ...)); iscsiadm
     has no option to read a value from stdin or a file. They are masked in C(commands), errors and
@@ -253,6 +254,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils import iscsi
+from ansible_collections.openblock.storage.plugins.module_utils.devices import devices_usage
 from ansible_collections.openblock.storage.plugins.module_utils.names import (
     format_portal, iscsi_name_error, parse_portal)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, Runner, diff_result, host_lock
@@ -444,10 +446,9 @@ def main():
             errors = []
         usage = {}
         if state != 'logged_in':
-            for session in sessions:
-                if (session['target'], session['portal']) in set(pairs):
-                    for device in session['devices']:
-                        usage[device['name']] = iscsi.device_usage(device['name'])
+            # holders, mounts, swap and processes with the disk open; /proc is read once for all disks
+            usage = devices_usage([device['name'] for session in sessions if (session['target'], session['portal'])
+                                   in set(pairs) for device in session['devices']])
         steps, plan_errors = iscsi.plan_nodes(state, pairs, iface, p['startup'], p['node_auth'], p['force'],
                                               nodes, sessions, discovered, usage)
         errors += plan_errors

@@ -23,9 +23,12 @@ description:
   - Reads the state with one JSON report of C(vgs) and one of C(lvs) (sizes in bytes, C(LC_ALL=C));
     a run that changes nothing runs no other LVM command.
   - Refuses, before changing anything, to touch an LV that is not plain (a thin volume, a thin pool, a
-    snapshot or its origin, a mirror, RAID, cache or VDO LV), to remove an open volume (C(lv_attr)
-    character 6 is C(o), meaning mounted, exported or otherwise held) or shrink one unless O(force=true), and
-    to create or grow beyond the free space of the VG.
+    snapshot or its origin, a mirror, RAID, cache or VDO LV), to shrink a volume unless O(force=true),
+    and to create or grow beyond the free space of the VG.
+  - An open volume (C(lv_attr) character 6 is C(o): mounted, exported by tgtd, opened by a guest or
+    held by another device) is never cleared or removed, whatever O(force) says (LVM would refuse the
+    removal after the zeros had destroyed the data); the refusal names what holds it (the process and
+    its pid, the holder device or the mount).
   - All input is validated first; every error names the option and the value.
 options:
   vg:
@@ -74,8 +77,7 @@ options:
     default: 0
   force:
     description:
-      - Allow destructive work, namely shrinking a volume and removing an open volume (LVM still fails
-        if the device stays in use).
+      - Allow shrinking a volume. An open volume is never removed, even with O(force=true).
     type: bool
     default: false
 extends_documentation_fragment:

@@ -19,9 +19,11 @@ description:
     a run that changes nothing runs no other LVM command.
   - Sizes are compared in bytes after rounding up to whole extents (and, for the pool, whole chunks),
     never as floating-point numbers.
-  - Refuses, before changing anything, to shrink a volume and to remove an open volume (C(lv_attr)
-    character 6 is C(o), meaning mounted, exported or otherwise held) unless O(force=true), and to
-    remove unlisted volumes through O(purge) unless O(force=true). Thin pools are never shrunk.
+  - Refuses, before changing anything, to shrink a volume unless O(force=true), and to remove unlisted
+    volumes through O(purge) unless O(force=true). Thin pools are never shrunk.
+  - An open volume (C(lv_attr) character 6 is C(o): mounted, exported by tgtd, opened by a guest or
+    held by another device) is never removed or deactivated, whatever O(force) says; the refusal names
+    what holds it (the process and its pid, the holder device or the mount).
   - Refuses, unless O(force=true), to create or grow thin volumes when the pool would then be
     over-subscribed past O(max_over_subscription_ratio), and warns when the pool's data or metadata
     usage reaches O(usage_warning_threshold), since a full thin pool fails the writes of every volume in it.
@@ -134,8 +136,8 @@ options:
     default: 80
   force:
     description:
-      - Allow destructive work, namely shrinking a volume, removing an open volume (LVM still fails
-        if the device stays in use) and removing unlisted volumes with O(purge).
+      - Allow destructive work, namely shrinking a volume and removing unlisted volumes with O(purge).
+        An open volume is never removed, even with O(force=true).
     type: bool
     default: false
 extends_documentation_fragment:

@@ -18,7 +18,8 @@ description:
   - Refuses, before changing anything, to put a VG on a device that carries a signature (filesystem,
     partition table, RAID or other data) unless O(force=true), and to remove a VG that still holds
     logical volumes unless O(force=true). A device that is a physical volume of another VG, or that
-    is in use (mounted, held by device-mapper or md, or swap), is refused always.
+    is in use (mounted, held by device-mapper or md, swap, or open by a process such as tgtd or a
+    qemu guest), is refused always, naming what uses it.
   - All input is validated first; every error names the option and the value.
 options:
   name:
@@ -132,7 +133,7 @@ import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
+from ansible_collections.openblock.storage.plugins.module_utils.devices import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
     Refusal, parse_signatures, plan_vg, read_pvs, read_vg, signature_argv, vg_facts, vg_spec, vg_view)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Runner, diff_result, host_lock

@@ -52,7 +52,7 @@ options:
         of its path devices.
       - A device that carries a signature (filesystem, partition table, another PV) is refused unless
         O(force=true), which erases the signatures first. A device in use (mounted, held by
-        device-mapper or md, or swap) is refused always.
+        device-mapper or md, swap, or open by a process) is refused always, naming what uses it.
     type: list
     elements: str
   lvs:
@@ -199,7 +199,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils import sanlock
-from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
+from ansible_collections.openblock.storage.plugins.module_utils.devices import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
     Refusal, parse_signatures, read_pvs, signature_argv)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, Runner, diff_result, host_lock

@@ -27,12 +27,12 @@ LUN = '/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-%s-lun-1' % USED
 DISKS = ' '.join('/dev/disk/by-id/virtio-spare%d' % n for n in (1, 2, 3))
 
 CLEANUP = r'''
+test -f /run/itest-bad-holder.pid && kill $(cat /run/itest-bad-holder.pid); rm -f /run/itest-bad-holder.pid
 umount /mnt/itest-bad-iscsi 2>/dev/null; umount /mnt/itest-bad 2>/dev/null
 rmdir /mnt/itest-bad-iscsi /mnt/itest-bad 2>/dev/null
 iscsiadm -m node -T {used} -u >/dev/null 2>&1; iscsiadm -m node -T {used} -o delete >/dev/null 2>&1
 tid=$(tgtadm --lld iscsi --mode target --op show | sed -n "s/^Target \([0-9]*\): {used}\$/\1/p")
 [ -n "$tid" ] && tgtadm --lld iscsi --mode target --op delete --force --tid $tid
-test -f /run/itest-bad-holder.pid && kill $(cat /run/itest-bad-holder.pid); rm -f /run/itest-bad-holder.pid
 sleep 1
 vgremove -q -f itest_bad 2>/dev/null
 for d in {disks}; do pvremove -q -y $d 2>/dev/null; wipefs -q --all $d; done
@@ -49,7 +49,7 @@ pvcreate -q /dev/disk/by-id/virtio-spare2 && vgcreate -q itest_bad /dev/disk/by-
 lvcreate -q -y --type thin-pool -L 128M -n pool itest_bad
 lvcreate -q -y -V 64M -T itest_bad/pool -n vol-a
 lvcreate -q -y -V 64M -T itest_bad/pool -n vol-open
-(setsid sh -c 'echo $$ > /run/itest-bad-holder.pid; exec sleep 86400' < /dev/itest_bad/vol-open > /dev/null 2>&1 &)
+lvcreate -q -y -L 8M -n thick-open itest_bad
 mkdir -p /var/tmp/itest-bad
 truncate -s 32M /var/tmp/itest-bad/used.img
 truncate -s 8M /var/tmp/itest-bad/spare.img
@@ -64,6 +64,8 @@ udevadm settle
 for i in $(seq 50); do test -b {lun} && break; sleep 0.2; done
 mkfs.ext4 -q -F {lun}
 mkdir -p /mnt/itest-bad-iscsi && mount {lun} /mnt/itest-bad-iscsi
+(setsid sh -c 'echo $$ > /run/itest-bad-holder.pid; exec sleep 86400' < /dev/itest_bad/vol-open \
+    3< /dev/itest_bad/thick-open 4< {lun} > /dev/null 2>&1 &)
 sleep 1
 '''.format(used=USED, lun=LUN)
 

@@ -126,14 +126,22 @@ def test_check_mode_create_rerun_grow_and_shrink_refused(vg):
     assert state(lab) == before
 
 
-def test_open_volume_refused_without_force(vg):
+def test_open_volume_refused_even_with_force(vg):
+    """With force, an open volume used to be zero-filled and then kept (LVM refuses to remove it)."""
     lab = vg
+    lab.sh("tr '\\000' '\\252' < /dev/zero | dd of=/dev/%s/vol-b bs=1M count=8 iflag=fullblock oflag=direct "
+           "conv=fsync status=none" % VG)
+    checksum = "dd if=/dev/%s/vol-b bs=1M iflag=direct status=none | sha256sum" % VG
+    data = lab.out(checksum)
     hold(lab, '/dev/%s/vol-b' % VG, HOLDER)
+    pid = lab.out('cat %s' % HOLDER).strip()
     before = state(lab)
-    result = lab.module('lvm_thickvol', thick(volumes=[dict(name='vol-b', state='absent')]))
+    result = lab.module('lvm_thickvol', thick(volumes=[dict(name='vol-b', state='absent')], force=True))
     assert result['failed'] and result['commands'] == []
-    assert '%s/vol-b is open (mounted, exported or held)' % VG in result['msg'] and 'force=true' in result['msg']
-    assert state(lab) == before
+    print('\n' + result['msg'])
+    assert '%s/vol-b is open (/dev/dm-' % VG in result['msg'] and 'is open by sleep (pid %s)' % pid in result['msg']
+    assert 'force does not remove an open volume' in result['msg'] and 'force=true' not in result['msg']
+    assert state(lab) == before and lab.out(checksum) == data
     release(lab, HOLDER)
     result = lab.module('lvm_thickvol', thick(volumes=[dict(name='vol-a', state='absent'),
                                                        dict(name='vol-b', state='absent')]))

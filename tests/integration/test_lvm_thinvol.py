@@ -121,8 +121,9 @@ def test_open_volume_and_purge_refused_without_force(vg):
     lab.sh('(setsid sh -c \'echo $$ > %s; exec sleep 4242\' < /dev/%s/vol-a > /dev/null 2>&1 &); sleep 1'
            % (HOLDER, VG))
     before = lvm_state(lab)
-    result = lab.module('lvm_thinvol', thin(volumes=[dict(name='vol-a', state='absent')]))
-    assert result['failed'] and '%s/vol-a is open' % VG in result['msg'] and 'force=true' in result['msg']
+    result = lab.module('lvm_thinvol', thin(volumes=[dict(name='vol-a', state='absent')], force=True))
+    assert result['failed'] and '%s/vol-a is open' % VG in result['msg'] and 'is open by sleep (pid' in result['msg']
+    assert 'force does not remove an open volume' in result['msg'] and 'force=true' not in result['msg']
     result = lab.module('lvm_thinvol', thin(volumes=[dict(name='vol-a')], purge=True))
     assert result['failed'] and 'purge would remove 2 thin volume(s) not listed in volumes (vol-a-snap, vol-b)' \
         in result['msg']

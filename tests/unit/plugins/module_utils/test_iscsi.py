@@ -285,29 +285,6 @@ def test_sessions_view_has_by_path_links():
                                   'by_path': ['/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-%s-lun-1' % DISK1]}]}]
 
 
-def test_device_usage_from_sysfs(tmp_path):
-    """sysfs laid out as on lab1 (vda = 254:0, the root disk); mountinfo and swaps recorded there."""
-    sys_block = tmp_path / 'block'
-    vda_dev = (FIXTURES / 'sysfs_vda.stdout').read_text().splitlines()[0]
-    (sys_block / 'vda' / 'holders').mkdir(parents=True)
-    (sys_block / 'vda' / 'dev').write_text(vda_dev + '\n')
-    mountinfo, swaps = FIXTURES / 'mountinfo_lab1.stdout', FIXTURES / 'swaps_lab1.stdout'
-    assert iscsi.device_usage('vda', str(sys_block), str(mountinfo), str(swaps)) == ['/dev/vda is mounted on /']
-    # a disk with a multipath map on its partition, and nothing mounted
-    (sys_block / 'sdb' / 'sdb1' / 'holders' / 'dm-0').mkdir(parents=True)
-    (sys_block / 'sdb' / 'holders').mkdir()
-    (sys_block / 'sdb' / 'dev').write_text('8:16\n')
-    (sys_block / 'sdb' / 'sdb1' / 'dev').write_text('8:17\n')
-    (sys_block / 'dm-0' / 'dm').mkdir(parents=True)
-    (sys_block / 'dm-0' / 'dm' / 'name').write_text('mpatha\n')
-    assert iscsi.device_usage('sdb', str(sys_block), str(mountinfo), str(swaps)) == [
-        '/dev/sdb1 is held by dm-0 (mpatha)']
-    (sys_block / 'sdc' / 'holders').mkdir(parents=True)
-    (sys_block / 'sdc' / 'dev').write_text('8:32\n')
-    assert iscsi.device_usage('sdc', str(sys_block), str(mountinfo), str(swaps)) == []
-    assert iscsi.device_usage('sdz', str(sys_block), str(mountinfo), str(swaps)) == []  # gone already
-
-
 # ---------------------------------------------------------------- check-mode diff and changed
 
 def test_check_mode_after_is_the_state_the_plan_leads_to():

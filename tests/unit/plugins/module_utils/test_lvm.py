@@ -323,13 +323,17 @@ def test_pool_never_shrinks(force):
     assert 'LVM cannot shrink a thin pool' in refusal_of(size='1G', force=force)
 
 
-def test_open_volume_removal_needs_force():
-    message = refusal_of(volumes=[dict(name='v1', state='absent')])
-    assert 'itest_lvm_a/v1 is open' in message
-    actions, expected = thin_plan(volumes=[dict(name='v1', state='absent'), dict(name='s1', state='absent')],
-                                  force=True)
-    assert argvs(actions) == ['lvremove --force itest_lvm_a/v1 itest_lvm_a/s1']
-    assert sorted(expected['volumes']) == ['v2']
+@pytest.mark.parametrize('force', [False, True])
+def test_open_volume_is_never_removed(force):
+    # LVM refuses to remove an open LV (lvremove_open.err): force must not be offered for it
+    message = refusal_of(volumes=[dict(name='v1', state='absent')], force=force)
+    assert ('volumes[0]: itest_lvm_a/v1 is open (mounted, exported or held); stop what holds it (unexport, '
+            'unmount or stop the process) and re-run; force does not remove an open volume') in message
+    assert 'set force=true' not in message
+    assert 'purge: itest_lvm_a/v1 is open' in refusal_of(volumes=[dict(name='v2')], purge=True, force=True)
+    actions, expected = thin_plan(volumes=[dict(name='s1', state='absent')])
+    assert argvs(actions) == ['lvremove --force itest_lvm_a/s1']
+    assert sorted(expected['volumes']) == ['v1', 'v2']
 
 
 def test_absent_volume_that_does_not_exist_is_a_no_op():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
-    Refusal, parse_report, plan_thick, thick_facts, thick_spec, thick_view)
+    Refusal, name_holders, parse_report, plan_thick, thick_facts, thick_spec, thick_view)
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'lvm'
 MiB = 1 << 20
@@ -124,12 +124,32 @@ def test_inactive_volume_is_activated_to_be_cleared_and_removals_share_one_lvrem
                        zero('thick-a', 100 * MiB), 'lvremove --force %s/thick-off %s/thick-a' % (VG, VG)]
 
 
-def test_open_volume_is_refused_unless_force():
-    message = refusal([dict(name='thick-open', state='absent')])
-    assert message == ('volumes[0]: %s/thick-open is open (mounted, exported or held); stop its user, or set '
-                       'force=true to try removing it anyway' % VG)
-    actions, _expected = plan([dict(name='thick-open', state='absent')], force=True)
-    assert actions == [zero('thick-open', 32 * MiB), 'lvremove --force %s/thick-open' % VG]
+# What devices.devices_usage gave in lab1 for a thick volume held by `sleep 4242 < /dev/itest_lvm_thick/vol-b`
+# (tests/integration/test_lvm_thickvol.py, test_open_volume_refused_even_with_force).
+HELD = ['/dev/dm-1 (itest_lvm_thick-vol--b) is open by sleep (pid 609)']
+
+
+@pytest.mark.parametrize('force', [False, True])
+def test_open_volume_is_refused_naming_its_holder_even_with_force(force):
+    """With force the plan used to write zeros over all of thick-open and then run lvremove, which LVM
+    refuses for an open LV (fixtures/lvm/lvremove_open.err): the data gone, the volume still there."""
+    vg, lvs = recorded()
+    asked = []
+    name_holders(lvs, usage=lambda names: asked.extend(names) or dict((n, HELD) for n in names))
+    assert asked == ['thick-open']  # only the open LV is looked at (its /dev/dm-N on a real host)
+    with pytest.raises(Refusal) as err:
+        plan_thick(spec([dict(name='thick-open', state='absent')], force=force), vg, lvs)
+    assert str(err.value) == ('volumes[0]: %s/thick-open is open (%s); stop what holds it (unexport, unmount or stop '
+                              'the process) and re-run; force does not remove an open volume' % (VG, HELD[0]))
+    assert 'set force=true' not in str(err.value)
+
+
+def test_open_volume_whose_holder_is_not_found_is_still_refused():
+    vg, lvs = recorded()
+    name_holders(lvs, usage=lambda names: dict((n, []) for n in names))
+    with pytest.raises(Refusal) as err:
+        plan_thick(spec([dict(name='thick-open', state='absent')], force=True), vg, lvs)
+    assert 'is open (held by something this host does not show: no process, holder or mount)' in str(err.value)
 
 
 @pytest.mark.parametrize('name, what', [
