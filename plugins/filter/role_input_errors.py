@@ -16,7 +16,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.openblock.storage.plugins.filter.cinder_volumes import _check, attached_hosts
 from ansible_collections.openblock.storage.plugins.module_utils.iscsi import auth_value_errors
-from ansible_collections.openblock.storage.plugins.module_utils.lvm import CLEAR_CHOICES, clear_size_error, name_error
+from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
+    CLEAR_CHOICES, clear_size_error, name_error, ratio_error)
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error, parse_portal
 from ansible_collections.openblock.storage.plugins.module_utils.sizes import SizeError, parse_percent, parse_size
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import _account as tgt_account
@@ -101,6 +102,39 @@ def _lvm_type_errors(values):
     return errors
 
 
+def _number(value):
+    """A number given as a number or as a string of one (inventory values may be strings); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _thin_pool_errors(values):
+    """Errors in the over-subscription ratio and the pool autoextend settings (absent ones are not checked)."""
+    errors = []
+    if 'storage_node_max_over_subscription_ratio' in values:
+        error = ratio_error(values['storage_node_max_over_subscription_ratio'], 'storage_node_max_over_subscription_ratio')
+        if error:
+            errors.append(error)
+    # lvm.conf(5): the threshold is a percent, values below 50 act as 50 and 100 turns autoextend off.
+    for option, low, high, hint in (
+            ('storage_node_thin_pool_autoextend_threshold', 50, 100, 'the pool usage that triggers autoextend, '
+             'for example 80; 100 turns autoextend off'),
+            ('storage_node_thin_pool_autoextend_percent', 1, 100, 'how much autoextend grows the pool, in percent '
+             'of its size, for example 20')):
+        if option in values:
+            value = values[option]
+            number = _number(value)
+            if number is None or not low <= number <= high or number != int(number):
+                errors.append('%s=%r is not a whole percent from %d to %d; give %s' % (option, value, low, high, hint))
+    return errors
+
+
 def storage_node_errors(values, groups, hostvars):
     errors = _chap_errors(values.get('storage_node_chap'), 'storage_node_chap', tgt=True)
     errors += _lvm_type_errors(values)
@@ -120,6 +154,8 @@ def storage_node_errors(values, groups, hostvars):
         if error:
             errors.append(error)
     errors += _devices(values.get('storage_node_devices'), 'storage_node_devices')
+    if not thick:
+        errors += _thin_pool_errors(values)
     iothreads = values.get('storage_node_tgt_iothreads')
     if iothreads is not None and not (str(iothreads).isdigit() and 1 <= int(iothreads) <= 128):
         errors.append('storage_node_tgt_iothreads=%r: give tgtd a whole number of 1 to 128 I/O threads per LUN, '

@@ -183,7 +183,8 @@ def test_many_volumes_in_one_task(vg):
     assert rerun['changed'] is False and rerun['commands'] == []
     # a no-op is never refused, but the over-subscribed pool and its metadata usage are warned about
     assert rerun['pool']['over_subscription_ratio'] == 27.99
-    warnings = '\n'.join(rerun['warnings'])
+    # ansible-core 2.19 returns each warning as {"event": {"msg": ...}}
+    warnings = '\n'.join(w['event']['msg'] if isinstance(w, dict) else w for w in rerun['warnings'])
     assert 'over-subscribed 27.99x, above max_over_subscription_ratio=20.0' in warnings, warnings
     assert 'metadata usage %.2f%% is at or above 1%%' % rerun['pool']['metadata_percent'] in warnings, warnings
 

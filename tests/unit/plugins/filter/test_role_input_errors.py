@@ -115,3 +115,24 @@ def test_storage_node_thick_needs_no_pool_and_checks_its_clear_settings():
         "storage_node_volume_clear='shred': choose zero or none",
         'storage_node_volume_clear_size=-1 is not a number of MiB; give 0 (clear the whole volume) or the MiB to '
         'clear from its start, for example 100']
+
+
+def test_storage_node_over_subscription_and_autoextend_settings():
+    values = dict(defaults('storage_node'), storage_node_max_over_subscription_ratio='1.5',
+                  storage_node_thin_pool_autoextend_threshold='100', storage_node_thin_pool_autoextend_percent=100)
+    assert role_input_errors(values, 'storage_node') == []  # inventory strings of numbers are taken
+    values.update(storage_node_max_over_subscription_ratio=0.9, storage_node_thin_pool_autoextend_threshold=49,
+                  storage_node_thin_pool_autoextend_percent=20.5)
+    assert role_input_errors(values, 'storage_node') == [
+        'storage_node_max_over_subscription_ratio=0.9 is not a ratio of at least 1.0 (as Cinder requires); give the '
+        'most virtual size the pool may hold per byte of its own size, for example 20.0',
+        'storage_node_thin_pool_autoextend_threshold=49 is not a whole percent from 50 to 100; give the pool usage '
+        'that triggers autoextend, for example 80; 100 turns autoextend off',
+        'storage_node_thin_pool_autoextend_percent=20.5 is not a whole percent from 1 to 100; give how much '
+        'autoextend grows the pool, in percent of its size, for example 20']
+    for bad in ('many', float('inf'), True):
+        values = dict(defaults('storage_node'), storage_node_max_over_subscription_ratio=bad)
+        assert len(role_input_errors(values, 'storage_node')) == 1, bad
+    # thick has no pool: its pool settings are not checked
+    values = dict(defaults('storage_node'), storage_node_lvm_type='thick', storage_node_max_over_subscription_ratio=0)
+    assert role_input_errors(values, 'storage_node') == []
