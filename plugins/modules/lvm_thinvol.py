@@ -21,7 +21,7 @@ description:
     never as floating-point numbers.
   - Refuses, before changing anything, to shrink a volume unless O(force=true), and to remove unlisted
     volumes through O(purge) unless O(force=true). Thin pools are never shrunk.
-  - An open volume (C(lv_attr) character 6 is C(o): mounted, exported by tgtd, opened by a guest or
+  - An open volume (C(lv_attr) character 6 is C(o), meaning mounted, exported by tgtd, opened by a guest or
     held by another device) is never removed or deactivated, whatever O(force) says; the refusal names
     what holds it (the process and its pid, the holder device or the mount).
   - Refuses, unless O(force=true), to create or grow thin volumes when the pool would then be
