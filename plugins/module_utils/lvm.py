@@ -860,7 +860,8 @@ def zero_action(vg_name, name, start, length):
     if start:
         argv.insert(5, 'seek=%d' % start)
     where = 'the first %s' % human(length) if not start else '%s from %s' % (human(length), human(start))
-    return Action(argv, 'write zeros over %s of %s/%s' % (where, vg_name, name))
+    # Bounded by what it writes: 2 min plus 4 MiB/s, slow for any disk but not for a hung one.
+    return Action(argv, 'write zeros over %s of %s/%s' % (where, vg_name, name), timeout=120 + length // (4 << 20))
 
 
 def plan_thick(spec, vg, lvs):

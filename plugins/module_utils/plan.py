@@ -112,6 +112,15 @@ class FileWrite(Action):
             write_atomically(self.path, self.text, self.mode)
 
 
+def read_text(path):
+    """The text of ``path``, or None when there is no such file (the state a FileWrite replaces)."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
 def write_atomically(path, text, mode=None):
     """Replace ``path`` by ``text`` through a temporary file in its directory, fsynced and renamed
     into place, so a reader sees the old file or the new one, never a part. ``mode`` applies from the

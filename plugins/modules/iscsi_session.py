@@ -361,7 +361,7 @@ def iscsid_running():
 def settle(runner, module, timeout):
     """Wait for udev to finish creating the device nodes and links (no fixed sleep)."""
     if timeout > 0:
-        rc = runner.read(['udevadm', 'settle', '--timeout=%d' % timeout], ok_rcs=(0, 1))[0]
+        rc = runner.read(['udevadm', 'settle', '--timeout=%d' % timeout], ok_rcs=(0, 1), timeout=timeout + 30)[0]
         if rc == 1:
             module.warn('udevadm settle did not finish within wait=%d s; some by-path links may be missing' % timeout)
 

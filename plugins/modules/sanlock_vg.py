@@ -279,20 +279,27 @@ def main():
         module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
 
     runner = Runner(module)
-    config = sanlock.parse_lvmconfig(runner.read(sanlock.CONFIG_ARGV, what='reading the lvmlockd settings')[1])
-    services = sanlock.parse_is_active(runner.read(sanlock.SERVICES_ARGV, ok_rcs=(0, 3, 4))[1])
-    errors = sanlock.setup_errors(config, services)
+
+    def read_setup():
+        config = sanlock.parse_lvmconfig(runner.read(sanlock.CONFIG_ARGV, what='reading the lvmlockd settings')[1])
+        services = sanlock.parse_is_active(runner.read(sanlock.SERVICES_ARGV, ok_rcs=(0, 3, 4))[1])
+        return config, sanlock.setup_errors(config, services)
+
     if spec['state'] == 'query':
+        # Read-only and used to diagnose a stuck host: it does not wait for the host lock.
+        config, errors = read_setup()
         vg, lvs, status = read_state(runner, spec['name'])
         vg_facts, lv_facts = facts(vg, lvs)
         module.exit_json(changed=False, vg=vg_facts, lvs=lv_facts, problems=errors, commands=[],
                          lockspace=sanlock.lockspace_facts(spec['name'], status, config.get('host_id')))
-    if errors:
-        module.fail_json(msg='this host is not ready for a sanlock VG: ' + '; '.join(errors), errors=errors,
-                         commands=[])
-    host_id = config['host_id']
 
+    # Everything that decides what to change is read under the host lock.
     with host_lock(module):
+        config, errors = read_setup()
+        if errors:
+            module.fail_json(msg='this host is not ready for a sanlock VG: ' + '; '.join(errors), errors=errors,
+                             commands=[])
+        host_id = config['host_id']
         vg, lvs, status = read_state(runner, spec['name'])
         lockspace = sanlock.lockspace_facts(spec['name'], status, host_id)
         before = sanlock.view(vg, lvs, lockspace)
