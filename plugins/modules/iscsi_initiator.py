@@ -12,13 +12,13 @@ description:
   - Gives the host a valid iSCSI initiator name in C(/etc/iscsi/initiatorname.iscsi) and sets the listed
     C(/etc/iscsi/iscsid.conf) settings, reading both files once and writing each one atomically.
   - The name is replaced with one from C(iscsi-iname -p name_prefix) when it is missing, not a valid
-    iSCSI name (a placeholder), or listed in O(avoid) (held by another host: cloned images share the
+    iSCSI name (a placeholder), or listed in O(avoid) (held by another host; cloned images share the
     name open-iscsi wrote once). O(name) sets it outright.
   - Each setting is written on the key's uncommented lines; a key that has none goes after its
     commented example, else at the end. Other lines are kept byte for byte. Both files are mode 0600
     (iscsid.conf may hold CHAP secrets).
   - iscsid is restarted (C(systemctl try-restart), only if it runs) when a file changed, and not otherwise.
-  - Changing the name of a host with sessions makes its targets' ACLs reject its next login: update the
+  - Changing the name of a host with sessions makes its targets' ACLs reject its next login; update the
     ACLs (the storage_node role does, from the published name) before it logs in again.
 author:
   - openblock.storage developers (@openblock)
@@ -32,12 +32,12 @@ options:
     default: iqn.1993-08.org.debian:01
   avoid:
     description:
-      - Names other hosts hold, as C({host: name}); a host whose name is one of them gets a new name.
+      - Names other hosts hold, a dict from host to name; a host whose name is one of them gets a new name.
         The compute_initiator role passes the names of the hosts before this one in the play.
     type: dict
     default: {}
   settings:
-    description: iscsid.conf settings, C({key: value}), for example C({node.session.timeo.replacement_timeout: 5}).
+    description: iscsid.conf settings, a dict from key to value, for example C(node.session.timeo.replacement_timeout) to C(5).
     type: dict
     default: {}
 attributes:

@@ -25,7 +25,7 @@ description:
   - Refuses, before changing anything, to touch an LV that is not plain (a thin volume, a thin pool, a
     snapshot or its origin, a mirror, RAID, cache or VDO LV), to shrink a volume unless O(force=true),
     and to create or grow beyond the free space of the VG.
-  - An open volume (C(lv_attr) character 6 is C(o): mounted, exported by tgtd, opened by a guest or
+  - An open volume (C(lv_attr) character 6 is C(o), meaning mounted, exported by tgtd, opened by a guest or
     held by another device) is never cleared or removed, whatever O(force) says (LVM would refuse the
     removal after the zeros had destroyed the data); the refusal names what holds it (the process and
     its pid, the holder device or the mount).
