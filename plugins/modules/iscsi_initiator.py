@@ -40,12 +40,9 @@ options:
     description: iscsid.conf settings, a dict from key to value, for example C(node.session.timeo.replacement_timeout) to C(5).
     type: dict
     default: {}
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-    details: The name and the value of each listed setting, before and after.
+notes:
+  - Check mode changes nothing and returns the name and settings the host would have; diff mode shows the
+    name and the value of each listed setting, before and after.
 '''
 
 EXAMPLES = r'''

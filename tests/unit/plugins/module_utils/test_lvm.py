@@ -477,10 +477,10 @@ def test_new_volume_past_the_ratio_is_refused_unless_force():
     assert thin_plan(volumes=[dict(name='v9', size='38G')], force=True)[0]
     assert thin_plan(volumes=[dict(name='v9', size='38G')], max_over_subscription_ratio=21.0)[0]
     assert 'over-subscription of 1.16x' in refusal_of(volumes=[dict(name='v9', size='1G')],
-                                                     max_over_subscription_ratio=1.0)
+                                                      max_over_subscription_ratio=1.0)
     # a snapshot adds its origin's virtual size (Cinder counts snapshots too)
     assert 'over-subscription of 20.2x' in refusal_of(volumes=[dict(name='v9', size='36G'),
-                                                                dict(name='v9-snap', snapshot_of='v2')])
+                                                               dict(name='v9-snap', snapshot_of='v2')])
 
 
 def test_ratio_counts_the_pool_size_after_growth_in_the_same_plan():
