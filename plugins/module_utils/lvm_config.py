@@ -26,7 +26,7 @@ import shutil
 import tempfile
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import name_error, read_pvs
-from ansible_collections.openblock.storage.plugins.module_utils.plan import FileWrite, Runner, diff_result, host_lock
+from ansible_collections.openblock.storage.plugins.module_utils.plan import FileWrite, Runner, diff_result, host_lock, read_text
 
 LVM_CONF = '/etc/lvm/lvm.conf'
 LVMLOCAL_CONF = '/etc/lvm/lvmlocal.conf'
@@ -522,14 +522,6 @@ def readback_errors(spec, plan, text):
             for section, key, value in wanted if read.get(key) != value]
 
 
-def _read_text(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
 def run(module):
     """Read, plan, validate, write, report: the whole lvm_config module."""
     spec, errors = config_spec(module.params)
@@ -537,7 +529,7 @@ def run(module):
         module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
     runner = Runner(module)
     with host_lock(module):
-        texts = dict((kind, _read_text(path)) for kind, path in spec['paths'].items())
+        texts = dict((kind, read_text(path)) for kind, path in spec['paths'].items())
         facts = None
         if spec['filter'] is not None:
             facts = read_facts(read_pvs(runner), spec['filter']['devices'])

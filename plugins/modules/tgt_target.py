@@ -264,12 +264,12 @@ files:
 import glob
 import os
 import stat
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
-from ansible_collections.openblock.storage.plugins.module_utils.plan import REPORT_OPTION, Runner, diff_result, host_lock
+from ansible_collections.openblock.storage.plugins.module_utils.plan import (
+    REPORT_OPTION, Runner, diff_result, host_lock, write_atomically)
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import (
     CONF_DIR, CONF_PREFIX, RECORD_PATH, SHOW_ACCOUNTS, SHOW_TARGETS, Refusal, conf_path, desired_view, known_record,
     owned_view, parse_accounts, parse_conf, parse_show, plan_targets, record_text, records_after, records_voided,
@@ -302,29 +302,6 @@ def read_managed_files():
         if parsed is not None and conf_path(parsed['iqn']) == path:
             files[parsed['iqn']] = dict(path=path, text=text, secrets=parsed['secrets'])
     return files
-
-
-def write_atomically(path, text):
-    """Write a file that holds secrets: mode 0600 from its first byte, renamed into place."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix='.openblock-tmp-')
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, 'w') as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(temporary, path)
-    except Exception:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def tgtd_instance():
@@ -373,7 +350,7 @@ def write_record(instance, accounts):
     if not _record_dir_trusted(directory):
         return False
     try:
-        write_atomically(RECORD_PATH, record_text(instance, accounts))
+        write_atomically(RECORD_PATH, record_text(instance, accounts), mode=0o600)
     except OSError:
         return False
     return True
@@ -491,7 +468,7 @@ def main():
                 if os.path.exists(path):
                     os.unlink(path)
             for path in sorted(plan.writes):
-                write_atomically(path, plan.writes[path])
+                write_atomically(path, plan.writes[path], mode=0o600)  # conf.d files hold CHAP secrets
         changed = changed or bool(plan.writes) or bool(plan.removals)
         if not module.check_mode and instance is not None:
             recorded = records_after(records, desired, plan, lambda: os.urandom(16).hex())
