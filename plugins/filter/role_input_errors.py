@@ -18,17 +18,12 @@ from ansible_collections.openblock.storage.plugins.filter.cinder_volumes import 
 from ansible_collections.openblock.storage.plugins.module_utils.iscsi import auth_value_errors
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
     CLEAR_CHOICES, clear_size_error, name_error, ratio_error)
+from ansible_collections.openblock.storage.plugins.module_utils.multipath import alias_errors
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error, parse_portal
 from ansible_collections.openblock.storage.plugins.module_utils.sizes import SizeError, parse_percent, parse_size
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import _account as tgt_account
 
-# A multipath alias becomes /dev/mapper/<alias>: no spaces, quotes, braces or slashes.
-_ALIAS_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$')
-# WWIDs as scsi_id and multipath print them: a SCSI designator type digit (1 T10, 2 EUI-64, 3 NAA,
-# 8 SCSI name) and its identifier, or the NVMe forms (eui., nvme., uuid.).
-_WWID_RE = re.compile(r'^([1-8][0-9A-Za-z_.:-]{1,254}|(eui|naa|nvme|uuid|t10)\.[0-9A-Za-z_.:-]{1,250})$')
 _FILTER_RE = re.compile(r'^a(.).*\1$')
-WWID_HINT = 'read it on a host that sees the LUN with /lib/udev/scsi_id -g -u -d /dev/sdX or multipath -ll'
 
 
 def _size_error(value, option, percent=False):
@@ -226,48 +221,8 @@ def compute_initiator_errors(values):
 
 
 def multipath_errors(values):
-    errors = []
-    aliases, wwids = {}, {}
-    for index, entry in enumerate(values.get('multipath_aliases') or []):
-        where = 'multipath_aliases[%d]' % index
-        if not isinstance(entry, dict):
-            errors.append('%s=%r: each alias is a dict with alias and one of wwid, iqn or volume' % (where, entry))
-            continue
-        alias = entry.get('alias')
-        if not isinstance(alias, str) or not _ALIAS_RE.match(alias):
-            errors.append('%s.alias=%r: an alias becomes /dev/mapper/<alias>; use 1 to 128 letters, digits and '
-                          '_ . + - (starting with a letter or digit)' % (where, alias))
-        elif alias in aliases:
-            errors.append('%s.alias=%r is also multipath_aliases[%d]; give each map its own alias'
-                          % (where, alias, aliases[alias]))
-        else:
-            aliases[alias] = index
-        given = [key for key in ('wwid', 'iqn', 'volume') if entry.get(key) is not None]
-        if len(given) != 1:
-            errors.append('%s (alias %r) gives %s; give exactly one of wwid, iqn or volume'
-                          % (where, alias, ' and '.join(given) or 'none of wwid, iqn, volume'))
-            continue
-        key = given[0]
-        value = entry[key]
-        if key == 'wwid':
-            if not isinstance(value, str) or not _WWID_RE.match(value):
-                errors.append('%s.wwid=%r is not a WWID; %s' % (where, value, WWID_HINT))
-            elif value in wwids:
-                errors.append('%s.wwid=%r is also the WWID of multipath_aliases[%d]; one map has one alias'
-                              % (where, value, wwids[value]))
-            else:
-                wwids[value] = index
-        elif key == 'iqn':
-            error = iscsi_name_error(value, where + '.iqn')
-            if error:
-                errors.append(error)
-        else:
-            try:
-                _check(dict(name=value, size='1'), index)
-            except AnsibleFilterError:
-                errors.append('%s.volume=%r is not a volume name of storage_node_volumes; use letters, digits, '
-                              '".", "_", "+" and "-"' % (where, value))
-    return errors
+    # the multipath_config module's own check, so the role and the module word errors alike
+    return alias_errors(values.get('multipath_aliases'), 'multipath_aliases')
 
 
 def shared_lvm_errors(values):
