@@ -12,7 +12,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / 'tests' / 'bad_inputs.yml'
-MODULES = ('lvm_vg', 'lvm_thinvol', 'lvm_thickvol', 'tgt_target', 'iscsi_session', 'multipath_config', 'sanlock_vg', 'lvm_config')
+MODULES = ('lvm_vg', 'lvm_thinvol', 'lvm_thickvol', 'lvm_config', 'tgt_target', 'iscsi_initiator', 'iscsi_session',
+           'multipath_config', 'sanlock_vg')
 ROLES = ('storage_node', 'compute_initiator', 'multipath', 'shared_lvm')
 
 INTRO = ('Every module and role of openblock.storage checks its input before it changes anything, and '
