@@ -72,7 +72,7 @@ def failed_task(output):
 
 @pytest.mark.parametrize('host, role, stop', [
     # lvm_config refuses the missing device of the filter, before the VG task would
-    ('storage1', 'storage_node', "Accept only this node's PVs in the LVM global_filter"),
+    ('storage1', 'storage_node', "Accept only this node's PVs in the LVM global_filter, and let LVM grow the thin pool"),
     ('compute1', 'compute_initiator', None),
 ])
 def test_role_checks_pass_with_chap_and_stop_only_where_the_lab_is_needed(tmp_path, host, role, stop):
