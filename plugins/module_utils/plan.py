@@ -245,9 +245,13 @@ class Runner(object):
         return changed
 
 
-def _lock_dir_problem(st, path):
-    """Why the lock directory cannot be trusted, or None: it must be a real directory owned by
-    this user (root) that no one else can write."""
+def private_dir_problem(path):
+    """Why directory ``path`` cannot be trusted with the lock or a record, or None: it must be a
+    real directory owned by this user (root) that no one else can write."""
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return '%s cannot be read: %s' % (path, e.strerror)
     if stat.S_ISLNK(st.st_mode):
         return '%s is a symbolic link' % path
     if not stat.S_ISDIR(st.st_mode):
@@ -274,7 +278,7 @@ def host_lock(module, timeout=600, directory=LOCK_DIR):
         pass
     except OSError as e:
         module.fail_json(msg='cannot create the lock directory %s: %s' % (directory, e.strerror))
-    problem = _lock_dir_problem(os.lstat(directory), directory)
+    problem = private_dir_problem(directory)
     if problem:
         module.fail_json(msg='refusing the host lock: %s; remove it (only root may create %s) and re-run'
                              % (problem, directory))

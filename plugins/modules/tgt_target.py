@@ -269,7 +269,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
-    REPORT_OPTION, Runner, diff_result, host_lock, write_atomically)
+    REPORT_OPTION, Runner, diff_result, host_lock, private_dir_problem, write_atomically)
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import (
     CONF_DIR, CONF_PREFIX, RECORD_PATH, SHOW_ACCOUNTS, SHOW_TARGETS, Refusal, conf_path, desired_view, known_record,
     owned_view, parse_accounts, parse_conf, parse_show, plan_targets, record_text, records_after, records_voided,
@@ -313,19 +313,10 @@ def tgtd_instance():
     return '%d:%d' % (st.st_ino, st.st_ctime_ns)
 
 
-def _record_dir_trusted(directory):
-    """The record's directory is used only when it is a real directory that only root can write."""
-    try:
-        st = os.lstat(directory)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
-
-
 def read_record(instance):
     """The accounts of the secrets record when it describes tgtd ``instance``, else None (fail
     closed: a file that is a link, not root's own or readable by others is not believed)."""
-    if instance is None or not _record_dir_trusted(os.path.dirname(RECORD_PATH)):
+    if instance is None or not private_dir_problem(os.path.dirname(RECORD_PATH)) is None:
         return None
     try:
         fd = os.open(RECORD_PATH, os.O_RDONLY | os.O_NOFOLLOW)
@@ -347,7 +338,7 @@ def write_record(instance, accounts):
         pass
     except OSError:
         return False
-    if not _record_dir_trusted(directory):
+    if private_dir_problem(directory):
         return False
     try:
         write_atomically(RECORD_PATH, record_text(instance, accounts), mode=0o600)
