@@ -13,7 +13,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / 'tests' / 'bad_inputs.yml'
 MODULES = ('lvm_vg', 'lvm_thinvol', 'lvm_thickvol', 'lvm_config', 'tgt_target', 'iscsi_initiator', 'iscsi_session',
-           'multipath_config', 'sanlock_vg')
+           'multipath_config', 'sanlock_vg', 'system_units')
 ROLES = ('storage_node', 'compute_initiator', 'multipath', 'shared_lvm')
 
 INTRO = ('Every module and role of openblock.storage checks its input before it changes anything, and '

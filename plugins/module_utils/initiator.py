@@ -14,7 +14,7 @@ import re
 
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
-    Action, FileWrite, Runner, diff_result, host_lock, read_text)
+    Action, FileWrite, Runner, diff_result, host_lock, read_text, refuse_bad_input)
 
 NAME_FILE = '/etc/iscsi/initiatorname.iscsi'
 ISCSID_CONF = '/etc/iscsi/iscsid.conf'
@@ -138,8 +138,7 @@ def run(module):
     """Read, plan, apply, report: the whole iscsi_initiator module."""
     params = module.params
     errors = spec_errors(params)
-    if errors:
-        module.fail_json(msg='invalid input, nothing was changed: ' + '; '.join(errors), errors=errors, commands=[])
+    refuse_bad_input(module, errors)
     avoid = dict((n, h) for h, n in (params['avoid'] or {}).items() if n)
     runner = Runner(module)
     with host_lock(module):

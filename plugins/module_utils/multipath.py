@@ -20,7 +20,7 @@ import re
 
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
-    Action, FileWrite, Runner, diff_result, host_lock, read_text)
+    Action, FileWrite, Runner, diff_result, host_lock, read_text, refuse_bad_input)
 
 MODULES_LOAD = '/etc/modules-load.d/openblock-multipath.conf'
 WWIDS_FILE = '/etc/multipath/wwids'
@@ -300,8 +300,7 @@ def run(module):
     """Read, plan, apply, report: the whole multipath_config module."""
     params = module.params
     errors = spec_errors(params)
-    if errors:
-        module.fail_json(msg='invalid input, nothing was changed: ' + '; '.join(errors), errors=errors, commands=[])
+    refuse_bad_input(module, errors)
     runner = Runner(module)
     with host_lock(module):
         found, devices = resolve(runner, params['aliases'], params['iqn_prefix'])

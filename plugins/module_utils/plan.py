@@ -245,6 +245,13 @@ class Runner(object):
         return changed
 
 
+def refuse_bad_input(module, errors):
+    """Fail the module before anything changed when its input has ``errors`` (each naming the
+    option, the value and what to write instead)."""
+    if errors:
+        module.fail_json(msg='invalid input, nothing was changed: ' + '; '.join(errors), errors=errors, commands=[])
+
+
 def private_dir_problem(path):
     """Why directory ``path`` cannot be trusted with the lock or a record, or None: it must be a
     real directory owned by this user (root) that no one else can write."""

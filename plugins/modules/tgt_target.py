@@ -269,7 +269,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
-    REPORT_OPTION, Runner, diff_result, host_lock, private_dir_problem, write_atomically)
+    REPORT_OPTION, Runner, diff_result, host_lock, private_dir_problem, refuse_bad_input, write_atomically)
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import (
     CONF_DIR, CONF_PREFIX, RECORD_PATH, SHOW_ACCOUNTS, SHOW_TARGETS, Refusal, conf_path, desired_view, known_record,
     owned_view, parse_accounts, parse_conf, parse_show, plan_targets, record_text, records_after, records_voided,
@@ -420,16 +420,13 @@ def main():
     else:
         errors += absent
     errors += path_errors
-    if errors:
-        module.fail_json(msg='invalid input, nothing was changed: ' + '; '.join(errors), errors=errors, commands=[])
+    refuse_bad_input(module, errors)
 
     runner = Runner(module)
     with host_lock(module):
         live = parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
         errors = paths_in_use(devices, live)
-        if errors:
-            module.fail_json(msg='invalid input, nothing was changed: ' + '; '.join(errors), errors=errors,
-                             commands=[])
+        refuse_bad_input(module, errors)
         files = read_managed_files()
         instance = tgtd_instance()
         records = read_record(instance)

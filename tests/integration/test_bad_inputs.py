@@ -6,7 +6,8 @@ LVM, tgt, iSCSI, mount and signature state is read before and after and must be 
 
 Resources of this file only (all removed at the end): disks virtio-spare1..3, VG itest_bad, mount
 points /mnt/itest-bad and /mnt/itest-bad-iscsi, files under /var/tmp/itest-bad, target
-iqn.2026-11.test.bad:used and its node record, the holder process /run/itest-bad-holder.pid.
+iqn.2026-11.test.bad:used and its node record, the holder process /run/itest-bad-holder.pid, the masked
+unit /etc/systemd/system/itest-masked.service.
 """
 
 import json
@@ -36,7 +37,7 @@ tid=$(tgtadm --lld iscsi --mode target --op show | sed -n "s/^Target \([0-9]*\):
 sleep 1
 vgremove -q -f itest_bad 2>/dev/null
 for d in {disks}; do pvremove -q -y $d 2>/dev/null; wipefs -q --all $d; done
-rm -rf /var/tmp/itest-bad
+rm -rf /var/tmp/itest-bad /etc/systemd/system/itest-masked.service
 true
 '''.format(used=USED, disks=DISKS)
 
@@ -64,6 +65,7 @@ udevadm settle
 for i in $(seq 50); do test -b {lun} && break; sleep 0.2; done
 mkfs.ext4 -q -F {lun}
 mkdir -p /mnt/itest-bad-iscsi && mount {lun} /mnt/itest-bad-iscsi
+ln -sfn /dev/null /etc/systemd/system/itest-masked.service
 (setsid sh -c 'echo $$ > /run/itest-bad-holder.pid; exec sleep 86400' < /dev/itest_bad/vol-open \
     3< /dev/itest_bad/thick-open 4< {lun} > /dev/null 2>&1 &)
 sleep 1
@@ -78,6 +80,7 @@ wipefs --no-act {disks}
 echo tgt; tgtadm --lld iscsi --mode target --op show; tgtadm --lld iscsi --mode account --op show
 echo conf.d; ls -l /etc/tgt/conf.d
 echo nodes; iscsiadm -m node 2>&1
+echo units; ls -l /etc/systemd/system/itest-masked.service
 echo sessions; iscsiadm -m session 2>&1
 echo mounts; findmnt -rn -o TARGET,SOURCE,FSTYPE
 echo mapper; ls /dev/mapper

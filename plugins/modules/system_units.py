@@ -1,0 +1,160 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: system_units
+short_description: The directories, files and systemd units a role installs, in one call
+version_added: 0.1.0
+description:
+  - Creates O(directories) and writes O(files) (unit files, drop-ins, udev rules, scripts, configuration),
+    each atomically and only when its text or mode differs; then runs C(systemctl daemon-reload) once when a
+    file under a systemd directory changed (or a listed unit needs it), C(udevadm control --reload) once
+    (and O(udev_trigger)) when a udev rule changed, and enables, disables, stops and starts O(units) with
+    one C(systemctl) command for each step.
+  - State is read once (the files themselves, one C(systemctl show) for every unit) and the whole plan is
+    made before its first action runs. A path that is a symbolic link (a masked unit is one), a
+    directory where a file is wanted, and a unit systemd does not know (no package ships it and its file
+    is not in O(files)) are refused before anything changes; in check mode such a unit is a warning, since
+    the run that installs its package will know it.
+  - Files are written whole, so give them no secret (their text is shown in the diff).
+author:
+  - openblock.storage developers (@openblock)
+options:
+  directories:
+    description: Directories to create (with their parents) and give C(mode).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path.
+        type: str
+        required: true
+      mode:
+        description: Octal mode, quoted.
+        type: str
+        default: '0755'
+  files:
+    description: Files to write, with their text.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path; missing parent directories are created (mode 0755).
+        type: str
+        required: true
+      content:
+        description: The whole text of the file. Give this or C(size).
+        type: str
+      size:
+        description:
+          - Instead of C(content), the size of a sparse data file (like C(10G), powers of 1024), such as the
+            backing file of a loop device. It is created when missing, never resized, read or written.
+        type: str
+      mode:
+        description: Octal mode, quoted.
+        type: str
+        default: '0644'
+  units:
+    description: systemd units, after the files are in place.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Unit name with its type, like C(tgt.service) or C(x.timer).
+        type: str
+        required: true
+      enabled:
+        description: Whether the unit starts at boot; unset leaves it as it is.
+        type: bool
+      state:
+        description: C(started) or C(stopped); unset leaves it as it is.
+        type: str
+        choices: [started, stopped]
+  udev_trigger:
+    description:
+      - When a udev rule of O(files) changed, replay a C(change) event to the devices it matches
+        (C(udevadm trigger --settle)), so devices there before the rule get what it sets.
+    type: dict
+    suboptions:
+      subsystem:
+        description: C(--subsystem-match), like C(block).
+        type: str
+      sysname:
+        description: C(--sysname-match), like C(loop*).
+        type: str
+seealso:
+  - module: openblock.storage.multipath_config
+notes:
+  - Supports check mode and diff mode; the diff shows directories (mode), files (text) and units
+    (C(enabled) as C(UnitFileState), C(active) as C(ActiveState)), before and after.
+'''
+
+EXAMPLES = r'''
+- name: Install a check script and the timer that runs it
+  openblock.storage.system_units:
+    files:
+      - {path: /usr/local/sbin/check-thing, content: "{{ lookup('file', 'check-thing') }}", mode: '0755'}
+      - {path: /etc/systemd/system/check-thing.service, content: "{{ lookup('file', 'check-thing.service') }}"}
+      - {path: /etc/systemd/system/check-thing.timer, content: "{{ lookup('file', 'check-thing.timer') }}"}
+    units:
+      - {name: check-thing.timer, enabled: true, state: started}
+'''
+
+RETURN = r'''
+units:
+  description: Each listed unit after the run (predicted in check mode) - C(enabled) (UnitFileState) and C(active) (ActiveState).
+  returned: always
+  type: dict
+  sample: {"tgt.service": {"enabled": "enabled", "active": "active"}}
+written:
+  description: The files written (or, in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
+commands:
+  description: The commands run, in order (a file write shows as C(write <path>)).
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.openblock.storage.plugins.module_utils.system_units import run
+
+
+def main():
+    run(AnsibleModule(
+        argument_spec=dict(
+            directories=dict(type='list', elements='dict', default=[], options=dict(
+                path=dict(type='str', required=True),
+                mode=dict(type='str', default='0755'),
+            )),
+            files=dict(type='list', elements='dict', default=[], options=dict(
+                path=dict(type='str', required=True),
+                content=dict(type='str'),
+                size=dict(type='str'),
+                mode=dict(type='str', default='0644'),
+            )),
+            units=dict(type='list', elements='dict', default=[], options=dict(
+                name=dict(type='str', required=True),
+                enabled=dict(type='bool'),
+                state=dict(type='str', choices=['started', 'stopped']),
+            )),
+            udev_trigger=dict(type='dict', options=dict(
+                subsystem=dict(type='str'),
+                sysname=dict(type='str'),
+            )),
+        ),
+        supports_check_mode=True,
+    ))
+
+
+if __name__ == '__main__':
+    main()

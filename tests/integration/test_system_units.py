@@ -1,0 +1,66 @@
+"""system_units on the lab VM: a script, its service and timer in one call, predicted in check mode,
+applied, a no-op, then a changed script alone. Resources of this file only (removed at the end):
+/usr/local/sbin/itest-units, /etc/systemd/system/itest-units.{service,timer}, /var/tmp/itest-units."""
+
+import pytest
+
+SCRIPT = '/usr/local/sbin/itest-units'
+SERVICE = '/etc/systemd/system/itest-units.service'
+TIMER = '/etc/systemd/system/itest-units.timer'
+SPARSE = '/var/tmp/itest-units/data.img'
+
+
+def args(script_text='#!/bin/sh\necho itest\n'):
+    return dict(
+        directories=[dict(path='/var/tmp/itest-units', mode='0700')],
+        files=[dict(path=SCRIPT, content=script_text, mode='0755'),
+               dict(path=SERVICE, content='[Service]\nType=oneshot\nExecStart=%s\n' % SCRIPT),
+               dict(path=TIMER, content='[Timer]\nOnBootSec=1h\nOnUnitActiveSec=1h\n\n[Install]\nWantedBy=timers.target\n'),
+               dict(path=SPARSE, size='64M', mode='0600')],
+        units=[dict(name='itest-units.timer', enabled=True, state='started')])
+
+
+def state(lab):
+    return lab.out('ls -ln --time-style=+ %s %s %s /var/tmp/itest-units 2>&1; '
+                   'systemctl show --property=LoadState,UnitFileState,ActiveState itest-units.timer' % (SCRIPT, SERVICE, TIMER))
+
+
+@pytest.fixture(scope='module', autouse=True)
+def clean(lab):
+    cleanup = ('systemctl disable --now itest-units.timer 2>/dev/null; rm -rf %s %s %s /var/tmp/itest-units; '
+               'systemctl daemon-reload' % (SCRIPT, SERVICE, TIMER))
+    lab.sh(cleanup)
+    yield
+    lab.sh(cleanup)
+
+
+def test_check_mode_predicts_every_step_and_changes_nothing(lab):
+    before = state(lab)
+    result = lab.module('system_units', args(), check=True, diff=True)
+    assert result['changed'] is True and not result['failed']
+    assert result['commands'] == [
+        'mkdir -p -m 0700 /var/tmp/itest-units', 'write ' + SCRIPT, 'write ' + SERVICE, 'write ' + TIMER,
+        'truncate --size=67108864 ' + SPARSE, 'chmod 0600 ' + SPARSE, 'systemctl daemon-reload',
+        'systemctl enable itest-units.timer', 'systemctl start itest-units.timer']
+    assert result['diff']['before']['files'][SCRIPT] is None
+    assert result['diff']['after']['units']['itest-units.timer'] == dict(enabled='enabled', active='active')
+    assert state(lab) == before
+
+
+def test_apply_then_a_second_run_changes_nothing(lab):
+    result = lab.module('system_units', args())
+    assert result['changed'] is True and not result['failed']
+    assert lab.out('systemctl is-enabled itest-units.timer; systemctl is-active itest-units.timer').split() == [
+        'enabled', 'active']
+    assert lab.out('stat -c "%a %s %b" ' + SPARSE).split() == ['600', str(64 << 20), '0']  # sparse: no block used
+    assert lab.out('stat -c %a /var/tmp/itest-units ' + SCRIPT).split() == ['700', '755']
+    again = lab.module('system_units', args())
+    assert again['changed'] is False and again['commands'] == []
+    assert again['units']['itest-units.timer'] == dict(enabled='enabled', active='active')
+
+
+def test_a_changed_script_is_written_alone(lab):
+    result = lab.module('system_units', args('#!/bin/sh\necho itest 2\n'))
+    assert result['changed'] is True and result['commands'] == ['write ' + SCRIPT]
+    assert lab.out('cat ' + SCRIPT) == '#!/bin/sh\necho itest 2\n'
+    assert lab.out('stat -c %a ' + SCRIPT).strip() == '755'

@@ -1,0 +1,184 @@
+"""system_units' parser and planner. The unit states are `systemctl show` output recorded in the lab
+(Debian 12); see tests/unit/fixtures/system_units/README for how each file was recorded. File states
+are what read_path returns, which the last tests take from real files in a temporary directory."""
+
+import os
+from pathlib import Path
+
+from ansible_collections.openblock.storage.plugins.module_utils import system_units as su
+from ansible_collections.openblock.storage.plugins.module_utils.plan import FileWrite
+
+FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'system_units'
+LOOP = 'openblock-loop-cinder-volumes.service'
+RULE = '/etc/udev/rules.d/60-openblock-loop-cinder-volumes.rules'
+UNIT_FILE = '/etc/systemd/system/' + LOOP
+BACKING = '/var/lib/openblock/cinder-volumes.img'
+
+
+def fixture(name):
+    return (FIXTURES / name).read_text()
+
+
+def shown(name, names):
+    return su.parse_show(fixture(name), names)
+
+
+def loop_params(**kwargs):
+    params = dict(directories=[dict(path='/var/lib/openblock', mode='0700')],
+                  files=[dict(path=BACKING, size='10G', content=None, mode='0600'),
+                         dict(path=RULE, content='rule\n', size=None, mode='0644'),
+                         dict(path=UNIT_FILE, content='[Unit]\n', size=None, mode='0644')],
+                  units=[dict(name=LOOP, enabled=True, state='started')],
+                  udev_trigger=dict(subsystem='block', sysname='loop*'))
+    params.update(kwargs)
+    return params
+
+
+FRESH_PATHS = {'/var/lib/openblock': dict(kind='missing'), BACKING: dict(kind='missing'),
+               RULE: dict(kind='missing'), UNIT_FILE: dict(kind='missing')}
+DONE_PATHS = {'/var/lib/openblock': dict(kind='dir', mode=0o700), BACKING: dict(kind='file', mode=0o600, size=10 << 30),
+              RULE: dict(kind='file', mode=0o644, text='rule\n'), UNIT_FILE: dict(kind='file', mode=0o644, text='[Unit]\n')}
+
+
+def test_parse_show_gives_each_named_unit_its_block_in_order():
+    names = ['tgt.service', 'openblock-nosuch.service', 'sanlock.service']
+    units = shown('show-three.bookworm', names)
+    assert set(units) == set(names)
+    assert units['tgt.service']['LoadState'] == 'loaded'
+    assert units['openblock-nosuch.service']['LoadState'] == 'not-found'
+    assert units['openblock-nosuch.service']['UnitFileState'] == ''
+    assert all(set(u) >= {'Id', 'LoadState', 'UnitFileState', 'ActiveState', 'NeedDaemonReload'} for u in units.values())
+
+
+def test_fresh_host_plans_every_step_once_in_order():
+    names = [LOOP]
+    actions, errors, before, after, warnings = su.plan(loop_params(), FRESH_PATHS, shown('show-missing.bookworm', names))
+    assert errors == [] and warnings == []
+    assert [a.argv for a in actions] == [
+        ['mkdir', '-p', '-m', '0700', '/var/lib/openblock'],
+        ['truncate', '--size=%d' % (10 << 30), BACKING], ['chmod', '0600', BACKING],
+        ['write', RULE], ['write', UNIT_FILE],
+        ['systemctl', 'daemon-reload'],
+        ['udevadm', 'control', '--reload'],
+        ['udevadm', 'trigger', '--settle', '--action=change', '--subsystem-match=block', '--sysname-match=loop*'],
+        ['systemctl', 'enable', LOOP], ['systemctl', 'start', LOOP]]
+    assert isinstance(actions[3], FileWrite) and actions[3].mode == 0o644 and actions[3].text == 'rule\n'
+    assert before['files'][RULE] is None and after['files'][RULE] == 'rule\n'
+    assert after['units'][LOOP] == dict(enabled='enabled', active='active')
+
+
+def test_converged_host_plans_nothing():
+    units = shown('show-loop-running.bookworm', [LOOP])
+    actions, errors, before, after, warnings = su.plan(loop_params(), DONE_PATHS, units)
+    assert (actions, errors, warnings) == ([], [], [])
+    assert before == after
+
+
+def test_a_changed_unit_file_is_written_and_reloaded_but_the_running_unit_is_left_alone():
+    paths = dict(DONE_PATHS, **{UNIT_FILE: dict(kind='file', mode=0o644, text='[Unit]\nold\n')})
+    actions = su.plan(loop_params(), paths, shown('show-loop-running.bookworm', [LOOP]))[0]
+    assert [a.argv for a in actions] == [['write', UNIT_FILE], ['systemctl', 'daemon-reload']]
+
+
+def test_a_wrong_mode_alone_is_a_chmod_and_no_reload():
+    paths = dict(DONE_PATHS, **{RULE: dict(kind='file', mode=0o666, text='rule\n'),
+                                '/var/lib/openblock': dict(kind='dir', mode=0o755)})
+    actions = su.plan(loop_params(), paths, shown('show-loop-running.bookworm', [LOOP]))[0]
+    assert [a.argv for a in actions] == [['chmod', '0700', '/var/lib/openblock'], ['chmod', '0644', RULE]]
+
+
+def test_the_sparse_file_is_never_resized_or_rewritten():
+    paths = dict(DONE_PATHS, **{BACKING: dict(kind='file', mode=0o600, size=20 << 30)})
+    actions, errors, before, after, warnings = su.plan(loop_params(), paths, shown('show-loop-running.bookworm', [LOOP]))
+    assert actions == [] and before['files'][BACKING] == after['files'][BACKING]
+
+
+def test_a_unit_that_needs_a_reload_gets_one():
+    units = shown('show-needs-reload.bookworm', [LOOP])
+    assert units[LOOP]['NeedDaemonReload'] == 'yes'
+    actions = su.plan(loop_params(), DONE_PATHS, units)[0]
+    assert [a.argv for a in actions] == [['systemctl', 'daemon-reload']]
+
+
+def test_a_masked_unit_is_refused_before_anything_changes():
+    paths = dict(FRESH_PATHS, **{UNIT_FILE: dict(kind='link', target='/dev/null')})
+    # run() fails on any planner error before it applies an action
+    errors = su.plan(loop_params(), paths, shown('show-missing.bookworm', [LOOP]))[1]
+    assert any(e.startswith('files[2].path=%s is a symbolic link to /dev/null (a masked unit: unmask it first)' % UNIT_FILE)
+               for e in errors)
+
+
+def test_a_directory_where_a_file_goes_and_a_file_where_a_directory_goes_are_refused():
+    paths = dict(FRESH_PATHS, **{RULE: dict(kind='dir', mode=0o755), '/var/lib/openblock': dict(kind='file', mode=0o644)})
+    errors = su.plan(loop_params(), paths, shown('show-missing.bookworm', [LOOP]))[1]
+    assert any('directories[0].path=/var/lib/openblock is a file' in e for e in errors)
+    assert any('files[1].path=%s is a directory' % RULE in e for e in errors)
+
+
+def test_a_unit_systemd_does_not_know_fails_but_is_predicted_in_check_mode():
+    params = dict(directories=[], files=[], units=[dict(name='openblock-nosuch.service', enabled=True, state='started')],
+                  udev_trigger=None)
+    units = shown('show-three.bookworm', ['tgt.service', 'openblock-nosuch.service', 'sanlock.service'])
+    actions, errors, before, after, warnings = su.plan(params, {}, units)
+    assert actions == [] and len(errors) == 1
+    assert 'units[0].name=openblock-nosuch.service is not a unit systemd knows (LoadState=not-found)' in errors[0]
+    actions, errors, before, after, warnings = su.plan(params, {}, units, check_mode=True)
+    assert errors == [] and len(warnings) == 1 and warnings[0].startswith('check mode: ')
+    assert [a.argv for a in actions] == [['systemctl', 'enable', 'openblock-nosuch.service'],
+                                         ['systemctl', 'start', 'openblock-nosuch.service']]
+
+
+def test_units_are_enabled_and_started_with_one_command_each_and_only_those_that_need_it():
+    names = ['tgt.service', 'openblock-nosuch.service', 'sanlock.service']
+    units = shown('show-three.bookworm', names)
+    params = dict(directories=[], files=[], udev_trigger=None,
+                  units=[dict(name='tgt.service', enabled=True, state='started'),
+                         dict(name='sanlock.service', enabled=True, state='started')])
+    actions, errors, before, after, warnings = su.plan(params, {}, units)
+    tgt, sanlock = units['tgt.service'], units['sanlock.service']
+    expected = []
+    enable = [n for n, u in (('tgt.service', tgt), ('sanlock.service', sanlock)) if u['UnitFileState'] not in su.ENABLED_STATES]
+    start = [n for n, u in (('tgt.service', tgt), ('sanlock.service', sanlock)) if u['ActiveState'] not in su.RUNNING_STATES]
+    if enable:
+        expected.append(['systemctl', 'enable'] + enable)
+    if start:
+        expected.append(['systemctl', 'start'] + start)
+    assert [a.argv for a in actions] == expected and errors == []
+    assert all(u == dict(enabled=after['units'][n]['enabled'], active='active') for n, u in after['units'].items())
+
+
+def test_bad_input_names_option_value_and_fix():
+    params = dict(directories=[dict(path='var/lib', mode='0700'), dict(path='/etc/x', mode='644x')],
+                  files=[dict(path='/etc/x', content='a', size=None, mode='0644'),
+                         dict(path='/etc/y', content='a', size='1G', mode='0644'),
+                         dict(path='/etc/z', content=None, size='ten', mode='0644')],
+                  units=[dict(name='tgt'), dict(name='a.service'), dict(name='a.service')],
+                  udev_trigger=dict(subsystem='block; rm', sysname=None))
+    errors = su.spec_errors(params)
+    joined = '\n'.join(errors)
+    for part in ("directories[0].path='var/lib' is not an absolute", "directories[1].mode='644x' is not an octal mode",
+                 "files[0].path='/etc/x' is listed twice", 'files[1] (/etc/y) gives both content and size',
+                 "files[2].size='ten'", "units[0].name='tgt' is not a unit name with its type",
+                 "units[2].name='a.service' is listed twice", "udev_trigger.subsystem='block; rm' is not a udevadm match"):
+        assert part in joined, part
+    assert su.spec_errors(loop_params()) == []
+
+
+def test_read_path_reads_text_only_of_files_that_hold_text(tmp_path):
+    text_file, data_file, link = tmp_path / 'a.conf', tmp_path / 'b.img', tmp_path / 'c.service'
+    text_file.write_text('x\n')
+    os.chmod(text_file, 0o640)
+    with open(data_file, 'wb') as handle:
+        handle.truncate(1 << 20)
+    os.symlink('/dev/null', link)
+    assert su.read_path(str(text_file)) == dict(kind='file', mode=0o640, text='x\n')
+    assert su.read_path(str(data_file), with_text=False) == dict(kind='file', mode=0o666 & ~_umask(), size=1 << 20)
+    assert su.read_path(str(link)) == dict(kind='link', target='/dev/null')
+    assert su.read_path(str(tmp_path)) == dict(kind='dir', mode=os.stat(tmp_path).st_mode & 0o7777)
+    assert su.read_path(str(tmp_path / 'none')) == dict(kind='missing')
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
