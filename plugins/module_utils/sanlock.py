@@ -21,6 +21,8 @@ from ansible_collections.openblock.storage.plugins.module_utils.sizes import Siz
 SERVICES = ('wdmd', 'sanlock', 'lvmlockd')
 HOST_ID_MAX = 2000
 MODES = ('exclusive', 'shared', 'inactive')
+# The module's lock_start_timeout default: sanlock joins a lockspace in 20 s to 3 min.
+LOCK_START_TIMEOUT = 300
 # lvmlockd names the sanlock lockspace of VG "x" "lvm_x".
 LOCKSPACE_PREFIX = 'lvm_'
 
@@ -330,8 +332,10 @@ def plan(spec, vg, lvs, lockspace, other_hosts=()):
         if not spec['pvs']:
             raise Refusal(['state=present: volume group %s does not exist; give pvs (the shared LUN, for example '
                            '/dev/mapper/shared-lun) to create it' % name])
+        # vgcreate --shared also joins the new lockspace: bounded like a lock-start.
         prelude.append(Action(['vgcreate', '--shared', '--lock-type', 'sanlock', name] + spec['pvs'],
-                              'create shared volume group %s (lock type sanlock) on %s' % (name, ', '.join(spec['pvs']))))
+                              'create shared volume group %s (lock type sanlock) on %s' % (name, ', '.join(spec['pvs'])),
+                              timeout=(spec['timeout'] or LOCK_START_TIMEOUT) + 30))
         expected = dict(exists=True, lock_type='sanlock', lock_started=True, lvs={})
         extent = None
     else:

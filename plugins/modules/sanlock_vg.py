@@ -265,7 +265,7 @@ def main():
                 activation=dict(type='str', choices=list(sanlock.MODES)),
                 state=dict(type='str', choices=['present', 'absent'], default='present'),
             )),
-            lock_start_timeout=dict(type='int', default=300),
+            lock_start_timeout=dict(type='int', default=sanlock.LOCK_START_TIMEOUT),
             force=dict(type='bool', default=False),
         ),
         supports_check_mode=True,

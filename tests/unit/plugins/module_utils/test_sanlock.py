@@ -173,6 +173,14 @@ def test_create_on_the_first_host():
                         'lvs': {'img': {'size': 1073741824, 'activation': 'shared'}}}
 
 
+def test_vgcreate_joins_the_lockspace_so_it_is_bounded_like_a_lock_start():
+    # the lab once needed over 120 s (the default bound) for vgcreate --shared under load
+    for timeout, bound in ((None, sanlock.LOCK_START_TIMEOUT + 30), (600, 630)):
+        actions = sanlock.plan(spec(state='present', pvs=['/dev/mapper/shared-lun'], lock_start_timeout=timeout),
+                               None, [], {'joined': False})[0]
+        assert actions[0].argv[0] == 'vgcreate' and actions[0].timeout == bound
+
+
 def test_started_refuses_a_missing_vg_and_present_wants_pvs():
     with pytest.raises(Refusal, match='run_once'):
         sanlock.plan(spec(), None, [], {'joined': False})
