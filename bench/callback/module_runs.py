@@ -27,7 +27,8 @@ requirements:
 '''
 
 CONTROLLER_ONLY = {'assert', 'debug', 'set_fact', 'meta', 'include_tasks', 'include_role', 'import_tasks',
-                   'import_role', 'include_vars', 'fail', 'add_host', 'group_by', 'set_stats', 'pause'}
+                   'import_role', 'include_vars', 'fail', 'add_host', 'group_by', 'set_stats', 'pause',
+                   'validate_argument_spec'}
 
 
 class CallbackModule(CallbackBase):
