@@ -1,6 +1,7 @@
-"""Pure logic of lab/labctl: topology parsing, inventory rendering, VM slot counting. No VMs."""
+"""Pure logic of lab/labctl: topology parsing, inventory rendering, VM slot counting, the shared SSH key. No VMs."""
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -149,3 +150,18 @@ def test_slot_owners_name_node_and_instance_directory():
               "-pidfile", "/w/.build/lab-tgt/overlays/lab1.pid"],
              ["qemu-system-x86_64", "-name", "openblock-lab-bbbb-x"], ["sleep", "1"]]
     assert lablib.lab_vm_owners(argvs) == ["lab1 in /w/.build/lab-tgt", "openblock-lab-bbbb-x"]
+
+
+def test_labs_booting_at_once_on_an_empty_cache_share_one_ssh_key(tmp_path):
+    # `make test` boots `single` and `cinder` together; on a fresh machine both find no key.
+    labctl = os.path.join(os.path.dirname(lablib.__file__), "labctl")
+    code = ("import importlib.machinery, importlib.util; "
+            f"loader = importlib.machinery.SourceFileLoader('labctl', {labctl!r}); "
+            "module = importlib.util.module_from_spec(importlib.util.spec_from_loader('labctl', loader)); "
+            "loader.exec_module(module); print(module.ensure_ssh_key())")
+    env = dict(os.environ, LAB_CACHE=str(tmp_path))
+    runs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    keys = [run.communicate()[0].strip() for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4
+    assert len(set(keys)) == 1 and keys[0].startswith("ssh-ed25519 ")
