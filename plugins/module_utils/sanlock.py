@@ -177,6 +177,23 @@ def setup_errors(config, services):
     return errors
 
 
+def check_mode_prediction(spec, problems):
+    """What check mode reports on a host that is not ready yet (``problems``: setup errors and
+    devices that are not there), or None when the module must fail instead.
+
+    The tasks before this one in a play (packages, lvm.conf, the lock daemons, the LUN's login)
+    only predict in check mode, so on a new host nothing of the VG can be read. With state
+    present or started the real run then either creates the VG or lock-starts it (a lockspace
+    cannot be joined while the daemons are down), so a change is the honest prediction.
+    """
+    if not problems or spec['state'] not in ('present', 'started'):
+        return None
+    return ('check mode: this host is not ready for volume group %s yet (%s); the run that readies it will '
+            '%s, so a change is predicted without reading the VG and its LVs'
+            % (spec['name'], '; '.join(problems),
+               'create or lock-start it' if spec['state'] == 'present' else 'lock-start it'))
+
+
 RECOVERY_PLAYBOOK = 'playbooks/recover_shared_lvm.yml'
 
 

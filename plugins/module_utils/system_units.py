@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The files and systemd units a role installs on a host, in one call: directories, files (unit
-files, drop-ins, udev rules, scripts, configuration), one ``systemctl daemon-reload`` when a unit
-file changed, one udev reload (and trigger) when a rule changed, then the units enabled and
+files, drop-ins, udev rules, scripts, configuration), kernel modules loaded now and at boot, one
+``systemctl daemon-reload`` when a unit file changed, one udev reload (and trigger) when a rule changed, then the units enabled and
 started, each step one command for all the units it concerns.
 
 State is read once: the files from the file system, the units from one ``systemctl show``.
@@ -32,6 +32,9 @@ RUNNING_STATES = ('active', 'activating', 'reloading')
 UNIT_RE = re.compile(r'^[A-Za-z0-9:_.\\@-]+\.(service|timer|socket|target|mount|path)$')
 MODE_RE = re.compile(r'^0?[0-7]{3}$')
 MATCH_RE = re.compile(r'^[A-Za-z0-9_*?.:-]+$')
+KERNEL_MODULE_RE = re.compile(r'^[A-Za-z0-9_-]+$')
+# systemd-modules-load reads this directory at boot; the file of module NAME is openblock-NAME.conf.
+MODULES_LOAD_DIR = '/etc/modules-load.d'
 # The start or stop of a unit waits for it (a oneshot's ExecStart, a service's device waits).
 START_TIMEOUT = 300
 
@@ -76,6 +79,13 @@ def spec_errors(params):
         elif name in names:
             errors.append('units[%d].name=%r is listed twice; list each unit once' % (index, name))
         names.add(name)
+    for index, entry in enumerate(params.get('kernel_modules') or []):
+        name, unless = entry.get('name'), entry.get('unless_exists')
+        if not isinstance(name, str) or not KERNEL_MODULE_RE.match(name):
+            errors.append('kernel_modules[%d].name=%r is not a kernel module name; write it like softdog' % (index, name))
+        if unless is not None and (not os.path.isabs(unless) or os.path.normpath(unless) != unless):
+            errors.append('kernel_modules[%d].unless_exists=%r is not an absolute, normalized path; write it like '
+                          '/dev/watchdog' % (index, unless))
     trigger = params.get('udev_trigger') or {}
     for key in ('subsystem', 'sysname'):
         value = trigger.get(key)
@@ -119,20 +129,33 @@ def read_path(path, with_text=True):
     return dict(kind='file', mode=mode, text=text)
 
 
+def modules_load_file(name):
+    return '%s/openblock-%s.conf' % (MODULES_LOAD_DIR, name)
+
+
+def read_kernel_module(entry):
+    """What the planner needs of one kernel_modules entry: whether the module is loaded (or built
+    in), whether its unless_exists path is there, and its modules-load.d file."""
+    unless = entry.get('unless_exists')
+    return dict(loaded=os.path.exists('/sys/module/' + entry['name']),
+                unneeded=bool(unless) and os.path.exists(unless),
+                boot_file=read_path(modules_load_file(entry['name'])))
+
+
 def _under(path, dirs):
     return any(path.startswith(d) for d in dirs)
 
 
-def plan(params, paths, units, check_mode=False):
+def plan(params, paths, units, check_mode=False, kernel_modules=None):
     """Pure planner. ``paths``: {path: read_path(path)} of every listed directory and file;
-    ``units``: parse_show() of the listed units. Returns (actions, errors, before, after, warnings).
+    ``units``: parse_show() of the listed units; ``kernel_modules``: {name: read_kernel_module()}. Returns (actions, errors, before, after, warnings).
 
     Errors are refusals found before anything changes: a path that is a symbolic link or of the
     wrong kind, a unit systemd does not know (in check mode, a unit whose package or file is not
     there yet is a warning: the run that installs it will know it)."""
     actions, errors, warnings = [], [], []
-    before = dict(directories={}, files={}, units={})
-    after = dict(directories={}, files={}, units={})
+    before = dict(directories={}, files={}, kernel_modules={}, units={})
+    after = dict(directories={}, files={}, kernel_modules={}, units={})
     written = []
     for index, entry in enumerate(params.get('directories') or []):
         path, mode = entry['path'], _mode(entry['mode'])
@@ -174,6 +197,25 @@ def plan(params, paths, units, check_mode=False):
             written.append(path)
         elif now['mode'] != mode:
             actions.append(Action(['chmod', '%04o' % mode, path], 'set the mode of %s' % path))
+    # Modules after the files, before the units: a service may need the device a module makes
+    # (wdmd needs /dev/watchdog).
+    for index, entry in enumerate(params.get('kernel_modules') or []):
+        name = entry['name']
+        now = kernel_modules[name]
+        boot_file, boot_text = modules_load_file(name), name + '\n'
+        if now['unneeded']:
+            before['kernel_modules'][name] = after['kernel_modules'][name] = (
+                'not needed: %s exists' % entry['unless_exists'])
+            continue
+        if now['boot_file']['kind'] not in ('missing', 'file'):
+            errors.append('kernel_modules[%d]: %s is not a regular file; remove it' % (index, boot_file))
+            continue
+        before['kernel_modules'][name] = dict(loaded=now['loaded'], at_boot=now['boot_file'].get('text') == boot_text)
+        after['kernel_modules'][name] = dict(loaded=True, at_boot=True)
+        if now['boot_file'].get('text') != boot_text:
+            actions.append(FileWrite(boot_file, boot_text, 'load %s at boot' % name, mode=0o644))
+        if not now['loaded']:
+            actions.append(Action(['modprobe', name], 'load the kernel module %s' % name))
     wanted = params.get('units') or []
     unit_files = [p for p in written if _under(p, SYSTEMD_DIRS)]
     stale = [u['name'] for u in wanted if units.get(u['name'], {}).get('NeedDaemonReload') == 'yes']
@@ -245,13 +287,15 @@ def run(module):
         units = {}
         if names:
             units = parse_show(runner.read(['systemctl', 'show', '--property=' + SHOW_PROPERTIES] + names)[1], names)
-        actions, errors, before, after, warnings = plan(params, paths, units, module.check_mode)
+        kernel_modules = dict((e['name'], read_kernel_module(e)) for e in params['kernel_modules'])
+        actions, errors, before, after, warnings = plan(params, paths, units, module.check_mode, kernel_modules)
         if errors:
             module.fail_json(msg='refused, nothing was changed: ' + '; '.join(errors), errors=errors, commands=[])
         for warning in warnings:
             module.warn(warning)
         changed = runner.apply(actions)
-    result = dict(changed=changed, units=after['units'], commands=runner.commands,
+    result = dict(changed=changed, units=after['units'], kernel_modules=after['kernel_modules'],
+                  commands=runner.commands,
                   written=[a.path for a in actions if isinstance(a, FileWrite)])
     if module._diff:
         result['diff'] = diff_result(before, after)

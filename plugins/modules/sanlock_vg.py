@@ -30,6 +30,9 @@ description:
     naming the LV.
   - Fails before changing anything, with what to fix, when C(use_lvmlockd) is not 1 in C(lvm.conf),
     C(host_id) in C(lvmlocal.conf) is missing or outside 1..2000, or wdmd, sanlock or lvmlockd is not running.
+  - In check mode, where the tasks that ready a new host (packages, C(lvm.conf), the lock daemons, the LUN's
+    login) only predict, V(present) and V(started) on a host that is not ready predict a change with a
+    warning naming what is missing, instead of failing.
   - All input is validated first; every error names the option and the value.
 options:
   name:
@@ -181,11 +184,20 @@ lvs:
     images: {size: 21474836480, activation: shared, orphan: false, path: /dev/shared/images, attr: -wi-a-----}
     vm-compute1: {size: 10737418240, activation: exclusive, orphan: false, path: /dev/shared/vm-compute1, attr: -wi-a-----}
 problems:
-  description: With O(state=query), what keeps this host from using the VG (unset C(use_lvmlockd) or C(host_id), a lock daemon down).
-  returned: when O(state=query)
+  description:
+    - With O(state=query), what keeps this host from using the VG (unset C(use_lvmlockd) or C(host_id), a lock daemon down).
+    - In check mode on a host that is not ready yet, the same, and the O(pvs) that are not there.
+  returned: when O(state=query), and in check mode when RV(ready) is false
   type: list
   elements: str
   sample: ["lvmlockd not running (lvmlockd: failed); ..."]
+ready:
+  description:
+    - In check mode only, false when the host is not ready for the VG (see RV(problems)); the change is then
+      predicted without reading the VG, since the run that readies the host creates or lock-starts it.
+  returned: in check mode, when the host is not ready
+  type: bool
+  sample: false
 commands:
   description: The commands run (in check mode, the commands that would run), in order.
   returned: always
@@ -205,10 +217,11 @@ from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, Runner, diff_result, host_lock
 
 
-def read_state(runner, name):
-    """The VG row, its LVs, and this host's sanlock status."""
+def read_state(runner, name, sanlock_may_be_down=False):
+    """The VG row, its LVs, and this host's sanlock status (none when sanlock_may_be_down and it is)."""
     vg = sanlock.parse_vg(runner.read(sanlock.vgs_argv(name), what='reading volume group %s' % name)[1])
-    status = sanlock.parse_sanlock_status(runner.read(sanlock.SANLOCK_STATUS_ARGV)[1])
+    rc, out, err = runner.read(sanlock.SANLOCK_STATUS_ARGV, ok_rcs=None if sanlock_may_be_down else (0,))
+    status = sanlock.parse_sanlock_status(out if rc == 0 else '')
     lvs = []
     if vg:
         leases = status['resources'].get(sanlock.LOCKSPACE_PREFIX + name, {})
@@ -271,24 +284,35 @@ def main():
         supports_check_mode=True,
     )
     spec, errors = sanlock.spec_of(module.params)
-    for index, device in enumerate(spec['pvs']):
-        if not os.path.exists(device):
-            errors.append('pvs[%d]=%r does not exist on this host; check that the LUN is visible '
-                          '(multipath -ll) and the path is its alias' % (index, device))
-    if errors:
+    missing = ['pvs[%d]=%r does not exist on this host; check that the LUN is visible (multipath -ll) and the '
+               'path is its alias' % (index, device) for index, device in enumerate(spec['pvs'])
+               if not os.path.exists(device)]
+    if errors or missing and not module.check_mode:
+        errors += missing
         module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
 
     runner = Runner(module)
 
     def read_setup():
+        if not module.get_bin_path('lvmconfig'):
+            return {}, ['lvm2 is not installed (no lvmconfig); install lvm2-lockd and sanlock (the shared_lvm '
+                        'role does)']
         config = sanlock.parse_lvmconfig(runner.read(sanlock.CONFIG_ARGV, what='reading the lvmlockd settings')[1])
         services = sanlock.parse_is_active(runner.read(sanlock.SERVICES_ARGV, ok_rcs=(0, 3, 4))[1])
         return config, sanlock.setup_errors(config, services)
 
+    if module.check_mode and spec['state'] in ('present', 'started'):
+        config, errors = read_setup()
+        prediction = sanlock.check_mode_prediction(spec, errors + missing)
+        if prediction:
+            module.warn(prediction)
+            module.exit_json(changed=True, ready=False, problems=errors + missing, vg={}, lvs={}, commands=[],
+                             lockspace=sanlock.lockspace_facts(spec['name'], dict(lockspaces={}), config.get('host_id')))
+
     if spec['state'] == 'query':
         # Read-only and used to diagnose a stuck host: it does not wait for the host lock.
         config, errors = read_setup()
-        vg, lvs, status = read_state(runner, spec['name'])
+        vg, lvs, status = read_state(runner, spec['name'], sanlock_may_be_down=True)
         vg_facts, lv_facts = facts(vg, lvs)
         module.exit_json(changed=False, vg=vg_facts, lvs=lv_facts, problems=errors, commands=[],
                          lockspace=sanlock.lockspace_facts(spec['name'], status, config.get('host_id')))

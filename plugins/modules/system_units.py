@@ -10,9 +10,9 @@ short_description: The directories, files and systemd units a role installs, in 
 version_added: 0.1.0
 description:
   - Creates O(directories) and writes O(files) (unit files, drop-ins, udev rules, scripts, configuration),
-    each atomically and only when its text or mode differs; then runs C(systemctl daemon-reload) once when a
-    file under a systemd directory changed (or a listed unit needs it), C(udevadm control --reload) once
-    (and O(udev_trigger)) when a udev rule changed, and enables, disables, stops and starts O(units) with
+    each atomically and only when its text or mode differs; loads O(kernel_modules); then runs
+    C(systemctl daemon-reload) once when a file under a systemd directory changed (or a listed unit needs
+    it), C(udevadm control --reload) once (and O(udev_trigger)) when a udev rule changed, and enables, disables, stops and starts O(units) with
     one C(systemctl) command for each step.
   - State is read once (the files themselves, one C(systemctl show) for every unit) and the whole plan is
     made before its first action runs. A path that is a symbolic link (a masked unit is one), a
@@ -59,8 +59,25 @@ options:
         description: Octal mode, quoted.
         type: str
         default: '0644'
+  kernel_modules:
+    description:
+      - Kernel modules loaded now (C(modprobe)) and at every boot (a file C(/etc/modules-load.d/openblock-NAME.conf)),
+        after the files are in place and before the units start, since a service may need the device a module makes.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Module name, like C(softdog).
+        type: str
+        required: true
+      unless_exists:
+        description:
+          - A path whose presence makes the module unneeded, like C(/dev/watchdog) for a host with a hardware
+            watchdog; the module is then neither loaded nor added to the boot.
+        type: str
   units:
-    description: systemd units, after the files are in place.
+    description: systemd units, after the files are in place and the kernel modules loaded.
     type: list
     elements: dict
     default: []
@@ -91,7 +108,7 @@ options:
 seealso:
   - module: openblock.storage.multipath_config
 notes:
-  - Supports check mode and diff mode; the diff shows directories (mode), files (text) and units
+  - Supports check mode and diff mode; the diff shows directories (mode), files (text), kernel modules and units
     (C(enabled) as C(UnitFileState), C(active) as C(ActiveState)), before and after.
 '''
 
@@ -112,6 +129,13 @@ units:
   returned: always
   type: dict
   sample: {"tgt.service": {"enabled": "enabled", "active": "active"}}
+kernel_modules:
+  description:
+    - Each listed kernel module after the run (predicted in check mode) - whether it is C(loaded) and loaded C(at_boot),
+      or why it is not needed.
+  returned: always
+  type: dict
+  sample: {"softdog": {"loaded": true, "at_boot": true}}
 written:
   description: The files written (or, in check mode, that would be).
   returned: always
@@ -141,6 +165,10 @@ def main():
                 content=dict(type='str'),
                 size=dict(type='str'),
                 mode=dict(type='str', default='0644'),
+            )),
+            kernel_modules=dict(type='list', elements='dict', default=[], options=dict(
+                name=dict(type='str', required=True),
+                unless_exists=dict(type='str'),
             )),
             units=dict(type='list', elements='dict', default=[], options=dict(
                 name=dict(type='str', required=True),

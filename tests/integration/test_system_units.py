@@ -1,6 +1,8 @@
 """system_units on the lab VM: a script, its service and timer in one call, predicted in check mode,
-applied, a no-op, then a changed script alone. Resources of this file only (removed at the end):
-/usr/local/sbin/itest-units, /etc/systemd/system/itest-units.{service,timer}, /var/tmp/itest-units."""
+applied, a no-op, then a changed script alone; with them a kernel module loaded now and at boot, and
+one that is not needed. Resources of this file only (removed at the end): /usr/local/sbin/itest-units,
+/etc/systemd/system/itest-units.{service,timer}, /var/tmp/itest-units, the module crc7 (a CRC
+library nothing in the lab uses) and /etc/modules-load.d/openblock-crc7.conf."""
 
 import pytest
 
@@ -8,6 +10,7 @@ SCRIPT = '/usr/local/sbin/itest-units'
 SERVICE = '/etc/systemd/system/itest-units.service'
 TIMER = '/etc/systemd/system/itest-units.timer'
 SPARSE = '/var/tmp/itest-units/data.img'
+BOOT_FILE = '/etc/modules-load.d/openblock-crc7.conf'
 
 
 def args(script_text='#!/bin/sh\necho itest\n'):
@@ -17,6 +20,7 @@ def args(script_text='#!/bin/sh\necho itest\n'):
                dict(path=SERVICE, content='[Service]\nType=oneshot\nExecStart=%s\n' % SCRIPT),
                dict(path=TIMER, content='[Timer]\nOnBootSec=1h\nOnUnitActiveSec=1h\n\n[Install]\nWantedBy=timers.target\n'),
                dict(path=SPARSE, size='64M', mode='0600')],
+        kernel_modules=[dict(name='crc7'), dict(name='softdog', unless_exists='/')],
         units=[dict(name='itest-units.timer', enabled=True, state='started')])
 
 
@@ -27,8 +31,8 @@ def state(lab):
 
 @pytest.fixture(scope='module', autouse=True)
 def clean(lab):
-    cleanup = ('systemctl disable --now itest-units.timer 2>/dev/null; rm -rf %s %s %s /var/tmp/itest-units; '
-               'systemctl daemon-reload' % (SCRIPT, SERVICE, TIMER))
+    cleanup = ('systemctl disable --now itest-units.timer 2>/dev/null; rm -rf %s %s %s %s /var/tmp/itest-units; '
+               'systemctl daemon-reload; rmmod crc7 2>/dev/null; true' % (SCRIPT, SERVICE, TIMER, BOOT_FILE))
     lab.sh(cleanup)
     yield
     lab.sh(cleanup)
@@ -40,11 +44,14 @@ def test_check_mode_predicts_every_step_and_changes_nothing(lab):
     assert result['changed'] is True and not result['failed']
     assert result['commands'] == [
         'mkdir -p -m 0700 /var/tmp/itest-units', 'write ' + SCRIPT, 'write ' + SERVICE, 'write ' + TIMER,
-        'truncate --size=67108864 ' + SPARSE, 'chmod 0600 ' + SPARSE, 'systemctl daemon-reload',
+        'truncate --size=67108864 ' + SPARSE, 'chmod 0600 ' + SPARSE, 'write ' + BOOT_FILE, 'modprobe crc7',
+        'systemctl daemon-reload',
         'systemctl enable itest-units.timer', 'systemctl start itest-units.timer']
     assert result['diff']['before']['files'][SCRIPT] is None
     assert result['diff']['after']['units']['itest-units.timer'] == dict(enabled='enabled', active='active')
-    assert state(lab) == before
+    assert result['diff']['before']['kernel_modules'] == dict(crc7=dict(loaded=False, at_boot=False),
+                                                              softdog='not needed: / exists')
+    assert state(lab) == before and lab.out('test -e /sys/module/crc7 || echo absent').strip() == 'absent'
 
 
 def test_apply_then_a_second_run_changes_nothing(lab):
@@ -54,6 +61,8 @@ def test_apply_then_a_second_run_changes_nothing(lab):
         'enabled', 'active']
     assert lab.out('stat -c "%a %s %b" ' + SPARSE).split() == ['600', str(64 << 20), '0']  # sparse: no block used
     assert lab.out('stat -c %a /var/tmp/itest-units ' + SCRIPT).split() == ['700', '755']
+    assert lab.out('cat %s; test -d /sys/module/crc7 && echo loaded' % BOOT_FILE).split() == ['crc7', 'loaded']
+    assert result['kernel_modules']['crc7'] == dict(loaded=True, at_boot=True)
     again = lab.module('system_units', args())
     assert again['changed'] is False and again['commands'] == []
     assert again['units']['itest-units.timer'] == dict(enabled='enabled', active='active')

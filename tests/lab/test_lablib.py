@@ -161,7 +161,8 @@ def test_labs_booting_at_once_on_an_empty_cache_share_one_ssh_key(tmp_path):
             "loader.exec_module(module); print(module.ensure_ssh_key())")
     env = dict(os.environ, LAB_CACHE=str(tmp_path))
     runs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for maker in range(4)]
     keys = [run.communicate()[0].strip() for run in runs]
     assert [run.returncode for run in runs] == [0] * 4
     assert len(set(keys)) == 1 and keys[0].startswith("ssh-ed25519 ")

@@ -282,3 +282,18 @@ def test_lock_start_is_bounded_by_its_own_timeout_first():
     inner timeout's own exit (124, explained by explain_failure) is what the user sees."""
     action = sanlock.lock_start_action('shared', 300)
     assert action.argv[:2] == ['timeout', '300'] and action.timeout > 300
+
+
+def test_check_mode_on_a_host_not_ready_predicts_a_change_for_present_and_started_only():
+    """A new host in check mode: lvm.conf not set yet and wdmd down (recorded), the LUN not logged in."""
+    problems = sanlock.setup_errors(sanlock.parse_lvmconfig(out('lvmconfig_unset')),
+                                    sanlock.parse_is_active(out('is_active_wdmd_down')))
+    problems.append("pvs[0]='/dev/mapper/shared-lun' does not exist on this host")
+    message = sanlock.check_mode_prediction(spec(state='present', pvs=['/dev/mapper/shared-lun']), problems)
+    assert message.startswith('check mode: this host is not ready for volume group shared yet (use_lvmlockd')
+    assert 'create or lock-start it' in message and '/dev/mapper/shared-lun' in message
+    assert 'will lock-start it' in sanlock.check_mode_prediction(spec(state='started'), problems)
+    # a ready host is read and planned as always; stopped, absent and query never predict blind
+    assert sanlock.check_mode_prediction(spec(state='present', pvs=['/dev/mapper/shared-lun']), []) is None
+    for other in ('stopped', 'absent', 'query'):
+        assert sanlock.check_mode_prediction(spec(state=other), problems) is None

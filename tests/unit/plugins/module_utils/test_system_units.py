@@ -147,19 +147,57 @@ def test_units_are_enabled_and_started_with_one_command_each_and_only_those_that
     assert all(u == dict(enabled=after['units'][n]['enabled'], active='active') for n, u in after['units'].items())
 
 
+WATCHDOG = dict(name='softdog', unless_exists='/dev/watchdog')
+
+
+def watchdog_params():
+    return dict(directories=[], files=[], udev_trigger=None, kernel_modules=[WATCHDOG],
+                units=[dict(name='sanlock.service', enabled=True, state='started')])
+
+
+def test_a_kernel_module_is_added_to_the_boot_and_loaded_before_the_units_start():
+    units = shown('show-three.bookworm', ['tgt.service', 'openblock-nosuch.service', 'sanlock.service'])
+    units['sanlock.service'].update(ActiveState='inactive')
+    fresh = dict(loaded=False, unneeded=False, boot_file=dict(kind='missing'))
+    actions, errors, before, after, warnings = su.plan(watchdog_params(), {}, units, kernel_modules={'softdog': fresh})
+    assert errors == []
+    assert [a.argv for a in actions][:2] == [['write', '/etc/modules-load.d/openblock-softdog.conf'], ['modprobe', 'softdog']]
+    assert actions[0].text == 'softdog\n' and actions[-1].argv == ['systemctl', 'start', 'sanlock.service']
+    assert before['kernel_modules'] == dict(softdog=dict(loaded=False, at_boot=False))
+    assert after['kernel_modules'] == dict(softdog=dict(loaded=True, at_boot=True))
+
+
+def test_a_kernel_module_is_left_alone_when_loaded_at_boot_or_not_needed():
+    units = dict(shown('show-three.bookworm', ['tgt.service', 'openblock-nosuch.service', 'sanlock.service']))
+    units['sanlock.service'].update(ActiveState='active', UnitFileState='enabled')
+    done = dict(loaded=True, unneeded=False, boot_file=dict(kind='file', mode=0o644, text='softdog\n'))
+    hardware = dict(loaded=False, unneeded=True, boot_file=dict(kind='missing'))
+    for state in (done, hardware):
+        actions, errors, before, after, warnings = su.plan(watchdog_params(), {}, units, kernel_modules={'softdog': state})
+        assert actions == [] and errors == [] and before == after
+    assert after['kernel_modules'] == dict(softdog='not needed: /dev/watchdog exists')
+    # loaded by hand but not at boot: only the boot file is written
+    by_hand = dict(loaded=True, unneeded=False, boot_file=dict(kind='missing'))
+    actions = su.plan(watchdog_params(), {}, units, kernel_modules={'softdog': by_hand})[0]
+    assert [a.argv for a in actions] == [['write', '/etc/modules-load.d/openblock-softdog.conf']]
+
+
 def test_bad_input_names_option_value_and_fix():
     params = dict(directories=[dict(path='var/lib', mode='0700'), dict(path='/etc/x', mode='644x')],
                   files=[dict(path='/etc/x', content='a', size=None, mode='0644'),
                          dict(path='/etc/y', content='a', size='1G', mode='0644'),
                          dict(path='/etc/z', content=None, size='ten', mode='0644')],
                   units=[dict(name='tgt'), dict(name='a.service'), dict(name='a.service')],
-                  udev_trigger=dict(subsystem='block; rm', sysname=None))
+                  udev_trigger=dict(subsystem='block; rm', sysname=None),
+                  kernel_modules=[dict(name='soft dog'), dict(name='softdog', unless_exists='dev/watchdog')])
     errors = su.spec_errors(params)
     joined = '\n'.join(errors)
     for part in ("directories[0].path='var/lib' is not an absolute", "directories[1].mode='644x' is not an octal mode",
                  "files[0].path='/etc/x' is listed twice", 'files[1] (/etc/y) gives both content and size',
                  "files[2].size='ten'", "units[0].name='tgt' is not a unit name with its type",
-                 "units[2].name='a.service' is listed twice", "udev_trigger.subsystem='block; rm' is not a udevadm match"):
+                 "units[2].name='a.service' is listed twice", "udev_trigger.subsystem='block; rm' is not a udevadm match",
+                 "kernel_modules[0].name='soft dog' is not a kernel module name",
+                 "kernel_modules[1].unless_exists='dev/watchdog' is not an absolute"):
         assert part in joined, part
     assert su.spec_errors(loop_params()) == []
 
