@@ -16,7 +16,7 @@ import json
 import re
 
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error
-from ansible_collections.openblock.storage.plugins.module_utils.plan import Action
+from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, FileWrite
 
 TGTADM = ['tgtadm', '--lld', 'iscsi']
 SHOW_TARGETS = TGTADM + ['--mode', 'target', '--op', 'show']
@@ -455,12 +455,13 @@ def _lun_differs(want, have):
 
 
 class Plan(object):
-    """The outcome of planning: tgtadm actions, conf.d writes and removals, refusals."""
+    """The outcome of planning: the actions in order (tgtadm commands, and each target's conf.d
+    file written or removed right after its live change), refusals."""
 
     def __init__(self):
         self.actions = []
-        self.writes = {}     # path -> text
-        self.removals = []   # paths
+        self.writes = {}     # path -> text, of the conf.d writes among the actions
+        self.removals = []   # paths, of the conf.d removals among the actions
         self.refusals = []
         self.needs_accounts = False
         self.changed_iqns = set()  # listed targets the plan creates or changes, live or in conf.d
@@ -470,6 +471,15 @@ class Plan(object):
         # iqn -> [first action that blocks new logins to it, last action that admits them again,
         #         the actions that admit them again when the target is not listed (else None)]
         self.blocked = {}
+
+    def persist(self, path, text=None):
+        """The action that writes a target's conf.d file (0600: it holds CHAP secrets), or removes it
+        (``text`` None), recorded in ``writes`` or ``removals``."""
+        if text is None:
+            self.removals.append(path)
+            return FileWrite(path, None, 'remove %s' % path)
+        self.writes[path] = text
+        return FileWrite(path, text, 'write %s' % path, mode=0o600)
 
     def blocked_advice(self, failed):
         """What to tell when action ``failed`` of this plan fails while targets refuse new logins
@@ -531,7 +541,7 @@ def plan_targets(desired, live, files, accounts=None, exclusive=False, force=Fal
                 argv.append('--force')
             deletions.append(Action(argv, 'remove target %s (tid %d)' % (iqn, target['tid'])))
         if iqn in files:
-            plan.removals.append(files[iqn]['path'])
+            deletions.append(plan.persist(files[iqn]['path']))
     gone = set(removed)
 
     # 2. Accounts every present target needs: create the missing ones, reset unknown secrets.
@@ -609,27 +619,29 @@ def plan_targets(desired, live, files, accounts=None, exclusive=False, force=Fal
                 tid += 1
             used_tids.add(tid)
             actions = _create_actions(tid, target)
-            creations += actions
         else:
             if iqn in plan.blocked:
                 # Its access list is empty from the block on: the update binds every wanted entry,
                 # and those binds come last, after the accounts are bound.
                 have = dict(have, addresses=[], initiators=[])
             actions = _update_actions(have, target, reset, force, plan.refusals)
-            updates += actions
             if iqn in plan.blocked:
                 plan.blocked[iqn][1] = actions[-1]
-        conf_changes = False
+        # The conf.d file follows the target's live change at once: a run that fails part-way
+        # leaves every target it went through persisted as it runs.
+        persisted = []
         if persist:
             text = render_conf(target)
             managed = files.get(iqn)
             if managed is None or managed['text'] != text:
-                plan.writes[conf_path(iqn)] = text
-                conf_changes = True
+                persisted.append(plan.persist(conf_path(iqn), text))
         elif iqn in files:
-            plan.removals.append(files[iqn]['path'])
-            conf_changes = True
-        if actions or conf_changes:
+            persisted.append(plan.persist(files[iqn]['path']))
+        if have is None:
+            creations += actions + persisted
+        else:
+            updates += actions + persisted
+        if actions or persisted:
             plan.changed_iqns.add(iqn)
 
     # 4. Accounts nobody uses any more that came from our files.

@@ -19,8 +19,9 @@ description:
     targets in use.
   - Writes each managed target to C(/etc/tgt/conf.d/openblock-IQN.conf) (mode 0600, atomically, in
     tgt's own format), the file tgt reads when it starts, so the same targets, LUN identities, access
-    lists and accounts come back after a restart of C(tgtd) or a reboot. A target is I(managed) when such
-    a file exists; O(exclusive) only ever removes managed targets.
+    lists and accounts come back after a restart of C(tgtd) or a reboot. Each file is written right after its
+    target's live change, so a run that fails part-way leaves every target it went through persisted as it
+    runs. A target is I(managed) when such a file exists; O(exclusive) only ever removes managed targets.
   - Every LUN gets an explicit SCSI ID and serial number derived from the target and LUN names (or
     given), never from the tid that tgt assigns, so a target that is deleted and created again, and gets
     another tid, shows initiators the same WWID and multipath aliases keep working.
@@ -240,7 +241,9 @@ targets:
           addresses: [10.50.1.21]
       conf_file: /etc/tgt/conf.d/openblock-iqn.2010-10.org.openstack:volume-0001.conf
 commands:
-  description: The commands run (in check mode, that would run), in order, with CHAP secrets masked.
+  description:
+    - The commands run (in check mode, that would run), in order, with CHAP secrets masked; a conf.d file
+      written or removed shows as C(write PATH) or C(remove PATH).
   returned: always
   type: list
   elements: str
@@ -269,7 +272,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
-    REPORT_OPTION, Runner, diff_result, host_lock, private_dir_problem, refuse_bad_input, write_atomically)
+    REPORT_OPTION, FileWrite, Runner, diff_result, host_lock, private_dir_problem, refuse_bad_input,
+    write_atomically)
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import (
     CONF_DIR, CONF_PREFIX, RECORD_PATH, SHOW_ACCOUNTS, SHOW_TARGETS, Refusal, conf_path, desired_view, known_record,
     owned_view, parse_accounts, parse_conf, parse_show, plan_targets, record_text, records_after, records_voided,
@@ -451,18 +455,11 @@ def main():
                                      'make /run/openblock-storage a directory only root can write and re-run'
                                  % RECORD_PATH, commands=[])
         changed = runner.apply(plan.actions, explain=lambda action, rc, output: plan.blocked_advice(action))
-        if not module.check_mode:
-            for path in plan.removals:
-                if os.path.exists(path):
-                    os.unlink(path)
-            for path in sorted(plan.writes):
-                write_atomically(path, plan.writes[path], mode=0o600)  # conf.d files hold CHAP secrets
-        changed = changed or bool(plan.writes) or bool(plan.removals)
         if not module.check_mode and instance is not None:
             recorded = records_after(records, desired, plan, lambda: os.urandom(16).hex())
             if recorded != (records or {}) and not write_record(instance, recorded):
                 module.warn('could not write %s: the next run sets the CHAP secrets again' % RECORD_PATH)
-        if plan.actions and not module.check_mode:
+        if any(not isinstance(a, FileWrite) for a in plan.actions) and not module.check_mode:
             live = parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
 
     results = []

@@ -249,7 +249,7 @@ def test_chap_secret_change_admits_no_login_without_it_and_keeps_sessions(tgt_la
         spec['incoming_users'][0]['password'] = NEW_SECRET
         result, raw = lab.module('tgt_target', dict(targets=[spec], persist=False), raw=True)
         assert result['changed'] and SECRET not in raw and NEW_SECRET not in raw, result
-        commands = [c.split(' --lld iscsi ', 1)[1] for c in result['commands']]
+        commands = [c.split(' --lld iscsi ', 1)[-1] for c in result['commands']]
         order = ['--mode target --op unbind --tid %d -I 127.0.0.1' % tid,
                  '--mode target --op unbind --tid %d -Q %s' % (tid, initiator),
                  '--mode account --op delete --user itestuser',
@@ -317,7 +317,9 @@ def test_many_targets_in_one_task(tgt_lab, record_property):
     started = time.monotonic()
     created = lab.module('tgt_target', dict(targets=targets))
     create_s = time.monotonic() - started
-    assert created['changed'] and len(created['commands']) == 5 * MANY, json.dumps(created)[:2000]
+    # five tgtadm commands per target, each followed by the write of its conf.d file
+    assert created['changed'] and len(created['commands']) == 6 * MANY, json.dumps(created)[:2000]
+    assert [c.split()[0] for c in created['commands'][:6]] == ['tgtadm'] * 5 + ['write']
     assert len(created['targets']) == MANY
 
     started = time.monotonic()
@@ -335,7 +337,7 @@ def test_many_targets_in_one_task(tgt_lab, record_property):
     started = time.monotonic()
     removed = lab.module('tgt_target', dict(targets=[dict(iqn=t['iqn'], state='absent') for t in targets]))
     remove_s = time.monotonic() - started
-    assert removed['changed'] and len(removed['commands']) == MANY
+    assert removed['changed'] and len(removed['commands']) == 2 * MANY  # the target, then its conf.d file
     assert PREFIX + 'many-' not in show(lab)
     assert 'many-' not in lab.out('ls /etc/tgt/conf.d/')
     for key, value in (('create_s', create_s), ('create_commands', len(created['commands'])),

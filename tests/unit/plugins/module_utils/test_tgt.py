@@ -8,10 +8,15 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.openblock.storage.plugins.module_utils import tgt
-from ansible_collections.openblock.storage.plugins.module_utils.plan import MASK, Action, Runner
+from ansible_collections.openblock.storage.plugins.module_utils.plan import MASK, Action, FileWrite, Runner
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'tgt'
 ME = 'iqn.1993-08.org.debian:01:176a8008f8b'  # the lab image's initiator, logged in to exp1
+
+
+def tgtadm(plan):
+    """The plan's tgtadm commands, without the conf.d writes that follow each target's change."""
+    return [a for a in plan.actions if not isinstance(a, FileWrite)]
 
 
 def fixture(name):
@@ -185,14 +190,14 @@ def test_only_the_target_whose_conf_file_is_missing_counts_as_changed():
     files = smoke_files()
     del files['iqn.2026-11.test.tgt:smoke2']
     plan = tgt.plan_targets(smoke_desired(), live, files)
-    assert plan.actions == [] and sorted(plan.writes) == [tgt.conf_path('iqn.2026-11.test.tgt:smoke2')]
+    assert tgtadm(plan) == [] and sorted(plan.writes) == [tgt.conf_path('iqn.2026-11.test.tgt:smoke2')]
     assert plan.changed_iqns == {'iqn.2026-11.test.tgt:smoke2'}
 
 
 def test_create_from_empty_uses_lowest_tid_and_sets_identity_before_acl():
     desired = smoke_desired()
     plan = tgt.plan_targets(desired, {}, {}, accounts=set())
-    argvs = [' '.join(a.argv) for a in plan.actions]
+    argvs = [' '.join(a.argv) for a in tgtadm(plan)]
     assert argvs[0].endswith('--mode account --op new --user smokeout --password smokeoutsecret1')
     assert '--op new --tid 1 -T iqn.2026-11.test.tgt:smoke1' in argvs[2]
     first_bind = next(i for i, a in enumerate(argvs) if '--op bind' in a and '--mode target' in a)
@@ -205,9 +210,24 @@ def test_create_from_empty_uses_lowest_tid_and_sets_identity_before_acl():
     assert plan.changed_iqns == {'iqn.2026-11.test.tgt:smoke1', 'iqn.2026-11.test.tgt:smoke2'}
 
 
+def test_each_conf_file_is_written_0600_right_after_its_targets_live_change():
+    plan = tgt.plan_targets(smoke_desired(), {}, {}, accounts=set())
+    shown = [a.shown() for a in plan.actions]
+    for iqn, tid in (('iqn.2026-11.test.tgt:smoke1', 1), ('iqn.2026-11.test.tgt:smoke2', 2)):
+        write = shown.index('write ' + tgt.conf_path(iqn))
+        last_live = max(i for i, a in enumerate(shown) if '--tid %d ' % tid in a + ' ')
+        assert write == last_live + 1, shown
+        assert plan.actions[write].mode == 0o600 and plan.actions[write].text == plan.writes[tgt.conf_path(iqn)]
+    # a removed target's file goes right after the target
+    live = tgt.parse_show(fixture('show_converged_after_restart.txt'))
+    removal = tgt.plan_targets([dict(smoke_desired()[1], state='absent')], live, smoke_files())
+    assert [a.shown().split(' --lld iscsi ')[-1] for a in removal.actions] == [
+        '--mode target --op delete --tid 6', 'remove ' + tgt.conf_path('iqn.2026-11.test.tgt:smoke2')]  # tid as tgtd gave it
+
+
 def test_secrets_are_masked_in_shown_commands():
     plan = tgt.plan_targets(smoke_desired(), {}, {}, accounts=set())
-    shown = '\n'.join(a.shown() for a in plan.actions)
+    shown = '\n'.join(a.shown() for a in plan.actions)  # the conf.d writes show their path only
     assert 'smokesecret123' not in shown and 'smokeoutsecret1' not in shown
     assert shown.count(MASK) == 2
 
@@ -221,7 +241,7 @@ def test_lowest_free_tid_fills_gaps(busy):
     del busy['iqn.2026-11.test.tgt:exp2']  # frees tid 2
     desired = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:new')])[0]
     plan = tgt.plan_targets(desired, busy, {}, accounts=set())
-    assert plan.actions[0].argv[-4:] == ['--tid', '2', '-T', 'iqn.2026-11.test.tgt:new']
+    assert tgtadm(plan)[0].argv[-4:] == ['--tid', '2', '-T', 'iqn.2026-11.test.tgt:new']
 
 
 def test_removing_a_connected_target_is_refused_with_initiator_names(busy):
@@ -231,7 +251,7 @@ def test_removing_a_connected_target_is_refused_with_initiator_names(busy):
     assert ME in plan.refusals[0] and '127.0.0.1' in plan.refusals[0] and 'force' in plan.refusals[0]
     forced = tgt.plan_targets(desired, busy, {}, force=True)
     assert forced.refusals == []
-    assert forced.actions[0].argv[-3:] == ['--tid', '3', '--force']
+    assert tgtadm(forced)[0].argv[-3:] == ['--tid', '3', '--force']
 
 
 def test_changing_a_lun_of_a_connected_target_is_refused(busy):
@@ -248,7 +268,7 @@ def test_adding_a_lun_to_a_connected_target_is_allowed(busy):
         dict(lun=2, path='/var/tmp/itest-tgt/f3.img')])])[0]
     plan = tgt.plan_targets(desired, busy, {}, accounts=set())
     assert plan.refusals == []
-    assert [a.argv[3:7] for a in plan.actions] == [['--mode', 'logicalunit', '--op', 'new'],
+    assert [a.argv[3:7] for a in tgtadm(plan)] == [['--mode', 'logicalunit', '--op', 'new'],
                                                    ['--mode', 'logicalunit', '--op', 'update']]
     assert plan.changed_iqns == {'iqn.2026-11.test.tgt:exp1'}
 
@@ -260,7 +280,7 @@ def test_reconcile_unbinds_before_binding_and_replaces_unknown_secrets(busy):
         addresses=['10.50.1.0/24'], initiators=[ME],
         incoming_users=[dict(user='inuser2', password='newsecret1234')])])[0]
     plan = tgt.plan_targets(desired, busy, {}, accounts={'inuser2', 'outuser1', 'spareuser'})
-    argvs = [' '.join(a.argv[3:]) for a in plan.actions]
+    argvs = [' '.join(a.argv[3:]) for a in tgtadm(plan)]
     assert argvs == [
         # the secret of inuser2 is not in any of our files: set it again (delete unbinds it), with
         # the target admitting no new login from before the delete until after the bind
@@ -283,14 +303,14 @@ def test_reconcile_unbinds_before_binding_and_replaces_unknown_secrets(busy):
 def test_exclusive_removes_only_managed_targets(busy):
     files = {'iqn.2026-11.test.tgt:exp2': dict(path=tgt.conf_path('iqn.2026-11.test.tgt:exp2'), text='', secrets={})}
     plan = tgt.plan_targets([], busy, files, exclusive=True)
-    assert [a.argv[3:] for a in plan.actions] == [['--mode', 'target', '--op', 'delete', '--tid', '2']]
+    assert [a.argv[3:] for a in tgtadm(plan)] == [['--mode', 'target', '--op', 'delete', '--tid', '2']]
     assert plan.removals == [tgt.conf_path('iqn.2026-11.test.tgt:exp2')]
 
 
 def test_persist_false_removes_the_file_of_a_listed_target():
     live = tgt.parse_show(fixture('show_converged_after_restart.txt'))
     plan = tgt.plan_targets(smoke_desired(), live, smoke_files(), persist=False)
-    assert plan.actions == [] and plan.writes == {}
+    assert tgtadm(plan) == [] and plan.writes == {}
     assert sorted(plan.removals) == sorted(f['path'] for f in smoke_files().values())
     # No command runs, but each file goes: both targets count as changed.
     assert plan.changed_iqns == {'iqn.2026-11.test.tgt:smoke1', 'iqn.2026-11.test.tgt:smoke2'}
@@ -300,7 +320,7 @@ def test_removed_targets_accounts_are_deleted_when_unused():
     live = tgt.parse_show(fixture('show_converged_after_restart.txt'))
     desired = [dict(t, state='absent') for t in smoke_desired()]
     plan = tgt.plan_targets(desired, live, smoke_files())
-    argvs = [' '.join(a.argv[3:]) for a in plan.actions]
+    argvs = [' '.join(a.argv[3:]) for a in tgtadm(plan)]
     tids = [live['iqn.2026-11.test.tgt:smoke%d' % n]['tid'] for n in (1, 2)]
     assert tids == [5, 6]  # as recorded on storage1, beside the site's four targets
     assert argvs == ['--mode target --op delete --tid 5', '--mode target --op delete --tid 6',
@@ -329,7 +349,7 @@ def shared1(password='newsharedsecret1'):
 def test_secret_change_blocks_every_target_of_the_account_from_before_the_delete_to_after_the_bind(shared):
     accounts = tgt.parse_accounts(fixture('accounts_chap_shared.txt'))
     plan = tgt.plan_targets(shared1(), shared, {}, accounts=accounts)
-    argvs = [' '.join(a.argv[3:]) for a in plan.actions]
+    argvs = [' '.join(a.argv[3:]) for a in tgtadm(plan)]
     assert argvs == [
         # block: both targets that require chapshared stop admitting new logins ...
         '--mode target --op unbind --tid 1 -I 127.0.0.1',
@@ -362,12 +382,12 @@ def test_secret_change_blocks_every_target_of_the_account_from_before_the_delete
 def test_a_new_account_or_a_known_secret_blocks_nothing(shared):
     files = {SHARED1: dict(path=tgt.conf_path(SHARED1), text='', secrets={'chapshared': 'newsharedsecret1'})}
     plan = tgt.plan_targets(shared1(), shared, files)
-    assert plan.actions == [] and plan.blocked == {} and plan.rekeyed == set()
+    assert tgtadm(plan) == [] and plan.blocked == {} and plan.rekeyed == set()
     new_user = tgt.validate_targets([dict(iqn=SHARED1, luns=[dict(lun=1, path='/var/tmp/fx/s1.img')],
                                           addresses=['127.0.0.1'], initiators=[LAB1],
                                           incoming_users=[dict(user='chapnew', password='chapnewsecret1')])])[0]
     plan = tgt.plan_targets(new_user, shared, {}, accounts={'chapout', 'chapshared'})
-    assert not any('unbind --tid 1 -I' in ' '.join(a.argv) for a in plan.actions) and plan.blocked == {}
+    assert not any('unbind --tid 1 -I' in ' '.join(a.argv) for a in tgtadm(plan)) and plan.blocked == {}
 
 
 class ScriptedModule(object):
@@ -393,7 +413,8 @@ class ScriptedModule(object):
 def apply_failing(plan, fail_on):
     module = ScriptedModule(fail_on)
     with pytest.raises(SystemExit):
-        Runner(module).apply(plan.actions, explain=lambda action, rc, output: plan.blocked_advice(action))
+        Runner(module).apply(tgtadm(plan),  # no conf.d write here
+                             explain=lambda action, rc, output: plan.blocked_advice(action))
     return module.failed
 
 
@@ -424,7 +445,7 @@ def test_the_rerun_after_a_failure_while_blocked_converges_and_admits_again(shar
     for iqn in (SHARED1, SHARED2):
         shared[iqn]['addresses'], shared[iqn]['initiators'], shared[iqn]['incoming_users'] = [], [], []
     plan = tgt.plan_targets(shared1(), shared, {}, accounts={'chapout'})
-    assert [' '.join(a.argv[3:]) for a in plan.actions] == [
+    assert [' '.join(a.argv[3:]) for a in tgtadm(plan)] == [
         '--mode account --op new --user chapshared --password newsharedsecret1',
         '--mode account --op bind --tid 1 --user chapshared',
         '--mode target --op bind --tid 1 -I 127.0.0.1',
