@@ -128,48 +128,13 @@ commands:
   sample: ["vgcreate cinder-volumes /dev/vdb /dev/vdc"]
 '''
 
-import os
-import stat
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.openblock.storage.plugins.module_utils.devices import device_usage
-from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
-    Refusal, parse_signatures, plan_vg, read_pvs, read_vg, signature_argv, vg_facts, vg_spec, vg_view)
-from ansible_collections.openblock.storage.plugins.module_utils.plan import Runner, diff_result, host_lock
-
-
-def resolve_devices(devices, errors):
-    """Resolved block-device path -> path as given, in the given order; missing devices are errors."""
-    resolved = {}
-    for index, device in enumerate(devices):
-        real = os.path.realpath(device)
-        try:
-            is_block = stat.S_ISBLK(os.stat(real).st_mode)
-        except OSError:
-            errors.append('pvs[%d]=%r does not exist on this host; check the path (ls -l /dev/disk/by-id/)'
-                          % (index, device))
-            continue
-        if not is_block:
-            errors.append('pvs[%d]=%r is not a block device; give a disk or partition under /dev/' % (index, device))
-        elif real in resolved:
-            errors.append('pvs[%d]=%r is the same device as %r; list each device once'
-                          % (index, device, resolved[real]))
-        else:
-            resolved[real] = device
-    return resolved
-
-
-def read_pv_rows(runner):
-    """Every PV, with its resolved device path (``device``) to compare with the resolved O(pvs)."""
-    pvs = read_pvs(runner)
-    for pv in pvs:
-        pv['device'] = os.path.realpath(pv['pv_name'])
-    return pvs
+from ansible_collections.openblock.storage.plugins.module_utils.lvm_vg import run
 
 
 def main():
-    module = AnsibleModule(
+    run(AnsibleModule(
         argument_spec=dict(
             name=dict(type='str', required=True),
             pvs=dict(type='list', elements='str'),
@@ -180,39 +145,7 @@ def main():
             force=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
-    )
-    spec, errors = vg_spec(module.params)
-    devices = resolve_devices(spec['pvs'], errors) if spec['state'] == 'present' else {}
-    if errors:
-        module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
-
-    runner = Runner(module)
-    with host_lock(module):
-        vg = read_vg(runner, spec['name'])
-        pvs = read_pv_rows(runner)
-        known = set(pv['device'] for pv in pvs)
-        signatures, in_use = {}, {}
-        for device in devices:
-            if device not in known:
-                signatures[device] = parse_signatures(
-                    runner.read(signature_argv(device), what='probing %s for signatures' % devices[device])[1])
-                in_use[device] = device_usage(os.path.basename(device), sys_block='/sys/class/block')
-        before = vg_view(vg, pvs, devices)
-        try:
-            actions, expected = plan_vg(spec, vg, pvs, devices, signatures, in_use)
-        except Refusal as refusal:
-            module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[],
-                             vg=vg_facts(vg, pvs))
-        changed = runner.apply(actions)
-        if changed and not module.check_mode:
-            vg = read_vg(runner, spec['name'])
-            pvs = read_pv_rows(runner)
-            expected = vg_view(vg, pvs, devices)
-
-    result = dict(changed=changed, vg=vg_facts(vg, pvs), commands=runner.commands)
-    if module._diff:
-        result['diff'] = diff_result(before, expected)
-    module.exit_json(**result)
+    ))
 
 
 if __name__ == '__main__':

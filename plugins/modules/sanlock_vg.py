@@ -206,68 +206,14 @@ commands:
   sample: ["timeout 300 vgchange --lock-start shared", "lvchange --activate sy shared/images"]
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils import sanlock
-from ansible_collections.openblock.storage.plugins.module_utils.devices import device_usage
-from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
-    Refusal, parse_signatures, read_pvs, signature_argv)
-from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, Runner, diff_result, host_lock
-
-
-def read_state(runner, name, sanlock_may_be_down=False):
-    """The VG row, its LVs, and this host's sanlock status (none when sanlock_may_be_down and it is)."""
-    vg = sanlock.parse_vg(runner.read(sanlock.vgs_argv(name), what='reading volume group %s' % name)[1])
-    rc, out, err = runner.read(sanlock.SANLOCK_STATUS_ARGV, ok_rcs=None if sanlock_may_be_down else (0,))
-    status = sanlock.parse_sanlock_status(out if rc == 0 else '')
-    lvs = []
-    if vg:
-        leases = status['resources'].get(sanlock.LOCKSPACE_PREFIX + name, {})
-        lvs = sanlock.parse_lvs(runner.read(sanlock.lvs_argv(name), what='reading the LVs of %s' % name)[1], leases)
-    return vg, lvs, status
-
-
-def device_actions(module, runner, spec):
-    """Refusals for the devices of a new VG, and the wipefs actions force asks for."""
-    refusals, actions = [], []
-    pvs = dict((os.path.realpath(pv['pv_name']), pv) for pv in read_pvs(runner))
-    for device in spec['pvs']:
-        real = os.path.realpath(device)
-        pv = pvs.get(real)
-        if pv and pv['vg_name']:
-            refusals.append('pvs: %s is a physical volume of volume group %s; choose another device'
-                            % (device, pv['vg_name']))
-            continue
-        if pv:
-            continue
-        usage = device_usage(os.path.basename(real), sys_block='/sys/class/block')
-        if usage:
-            refusals.append('pvs: %s is in use on this host (%s); unmount it or stop what holds it, or choose '
-                            'another device (force does not override this)' % (device, '; '.join(usage)))
-            continue
-        found = parse_signatures(runner.read(signature_argv(device), what='probing %s for signatures' % device)[1])
-        if found and not spec['force']:
-            refusals.append('pvs: %s carries %s; set force=true to erase it, or choose another device'
-                            % (device, ', '.join(found)))
-        elif found:
-            actions.append(Action(['wipefs', '--all', device], 'erase the signatures (%s) of %s' % (', '.join(found), device)))
-    return refusals, actions
-
-
-def facts(vg, lvs):
-    if not vg:
-        return {}, {}
-    vg_facts = dict(name=vg['vg_name'], uuid=vg['vg_uuid'], attr=vg['vg_attr'], lock_type=vg['vg_lock_type'],
-                    size=vg['vg_size'], free=vg['vg_free'], extent_size=vg['vg_extent_size'])
-    lv_facts = dict((lv['lv_name'], dict(size=lv['lv_size'], activation=lv['mode'], orphan=lv['orphan'],
-                                         path=lv['lv_path'], attr=lv['lv_attr'])) for lv in lvs)
-    return vg_facts, lv_facts
+from ansible_collections.openblock.storage.plugins.module_utils.sanlock_vg import run
 
 
 def main():
-    module = AnsibleModule(
+    run(AnsibleModule(
         argument_spec=dict(
             name=dict(type='str', required=True),
             state=dict(type='str', choices=['present', 'started', 'stopped', 'absent', 'query'], default='started'),
@@ -282,77 +228,7 @@ def main():
             force=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
-    )
-    spec, errors = sanlock.spec_of(module.params)
-    missing = ['pvs[%d]=%r does not exist on this host; check that the LUN is visible (multipath -ll) and the '
-               'path is its alias' % (index, device) for index, device in enumerate(spec['pvs'])
-               if not os.path.exists(device)]
-    if errors or missing and not module.check_mode:
-        errors += missing
-        module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
-
-    runner = Runner(module)
-
-    def read_setup():
-        if not module.get_bin_path('lvmconfig'):
-            return {}, ['lvm2 is not installed (no lvmconfig); install lvm2-lockd and sanlock (the shared_lvm '
-                        'role does)']
-        config = sanlock.parse_lvmconfig(runner.read(sanlock.CONFIG_ARGV, what='reading the lvmlockd settings')[1])
-        services = sanlock.parse_is_active(runner.read(sanlock.SERVICES_ARGV, ok_rcs=(0, 3, 4))[1])
-        return config, sanlock.setup_errors(config, services)
-
-    if module.check_mode and spec['state'] in ('present', 'started'):
-        config, errors = read_setup()
-        prediction = sanlock.check_mode_prediction(spec, errors + missing)
-        if prediction:
-            module.warn(prediction)
-            module.exit_json(changed=True, ready=False, problems=errors + missing, vg={}, lvs={}, commands=[],
-                             lockspace=sanlock.lockspace_facts(spec['name'], dict(lockspaces={}), config.get('host_id')))
-
-    if spec['state'] == 'query':
-        # Read-only and used to diagnose a stuck host: it does not wait for the host lock.
-        config, errors = read_setup()
-        vg, lvs, status = read_state(runner, spec['name'], sanlock_may_be_down=True)
-        vg_facts, lv_facts = facts(vg, lvs)
-        module.exit_json(changed=False, vg=vg_facts, lvs=lv_facts, problems=errors, commands=[],
-                         lockspace=sanlock.lockspace_facts(spec['name'], status, config.get('host_id')))
-
-    # Everything that decides what to change is read under the host lock.
-    with host_lock(module):
-        config, errors = read_setup()
-        if errors:
-            module.fail_json(msg='this host is not ready for a sanlock VG: ' + '; '.join(errors), errors=errors,
-                             commands=[])
-        host_id = config['host_id']
-        vg, lvs, status = read_state(runner, spec['name'])
-        lockspace = sanlock.lockspace_facts(spec['name'], status, host_id)
-        before = sanlock.view(vg, lvs, lockspace)
-        other_hosts = []
-        if spec['state'] == 'absent' and vg and lockspace['joined']:
-            out = runner.read(['sanlock', 'client', 'host_status', '-s', lockspace['name']])[1]
-            other_hosts = [h for h, stamp in sanlock.parse_host_status(out).items() if h != host_id and stamp]
-        refusals, pre = [], []
-        if spec['state'] == 'present' and not vg:
-            refusals, pre = device_actions(module, runner, spec)
-        try:
-            if refusals:
-                raise Refusal(refusals)
-            actions, expected = sanlock.plan(spec, vg, lvs, lockspace, other_hosts)
-        except Refusal as refusal:
-            vg_facts, lv_facts = facts(vg, lvs)
-            module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[], vg=vg_facts,
-                             lockspace=lockspace, lvs=lv_facts)
-        changed = runner.apply(pre + actions, explain=sanlock.explain_failure)
-        if changed and not module.check_mode:
-            vg, lvs, status = read_state(runner, spec['name'])
-            lockspace = sanlock.lockspace_facts(spec['name'], status, host_id)
-            expected = sanlock.view(vg, lvs, lockspace)
-
-    vg_facts, lv_facts = facts(vg, lvs)
-    result = dict(changed=changed, vg=vg_facts, lockspace=lockspace, lvs=lv_facts, commands=runner.commands)
-    if module._diff:
-        result['diff'] = diff_result(before, expected)
-    module.exit_json(**result)
+    ))
 
 
 if __name__ == '__main__':
