@@ -1,5 +1,5 @@
-"""A stand-in for nova-compute, the consumer of the shared VG: the reboot tests of the shared_lvm
-scenario and of the faults install it, reboot, and read from the journal when it started.
+"""A stand-in for nova-compute, the consumer of the shared VG: the reboot test of the shared_lvm
+scenario installs it, reboots, and reads from the journal when it started.
 
 Its ExecStart fails unless the VG's sanlock lockspace is joined when it runs.
 """

@@ -2,7 +2,8 @@
 
 Each test records the state before, injects one fault, waits (bounded) for recovery and checks the
 state after; writes in flight go through compute1's multipath device and are checked with sha256
-on both ends. Tests run in file order and each leaves the lab converged for the next.
+on both ends. Tests run in file order and each leaves the lab converged for the next. A compute
+node's reboot is the shared_lvm scenario's (logins, lock-start and consumer in order, paths back).
 """
 
 import json
@@ -11,9 +12,6 @@ import subprocess
 import time
 import tomllib
 
-import pytest
-
-import stand_in
 from conftest import BIN, COMPUTES, REPO, assert_same_state, recap
 
 VOLUME = 'compute1-disk'
@@ -158,27 +156,3 @@ def test_storage_node_reboot_during_a_write(cluster):
     assert pool.startswith('t') and pool[4] == 'a', pool
     cluster.wait_for('both paths of every map active again after the reboot', lambda: paths_healthy(cluster), 240)
     print('storage1 reboot: %.0f s' % took)
-
-
-@pytest.mark.parametrize('node', ['compute1'])
-def test_compute_reboot_brings_everything_back_before_the_consumer(cluster, node):
-    cluster.sh(node, stand_in.install_command('shared'))
-    took = cluster.reboot(node)
-    cluster.sh(node, stand_in.WAIT_COMMAND)
-    journal = cluster.out(node, 'journalctl -b -o short-monotonic --no-pager -u open-iscsi.service '
-                                '-u lvmlocks.service -u nova-compute.service').splitlines()
-
-    def first(pattern):
-        found = [i for i, line in enumerate(journal) if re.search(pattern, line)]
-        assert found, '%r not in the journal:\n%s' % (pattern, '\n'.join(journal))
-        return found[0]
-
-    logins = first(r'open-iscsi.service.*Finished|Finished open-iscsi.service')
-    lockstart = first(r'Finished lvmlocks.service')
-    consumer = first(r'consumer-started')
-    assert logins < lockstart < consumer, '\n'.join(journal)
-    # the consumer saw the joined lockspace (its ExecStart fails otherwise)
-    assert cluster.sh(node, 'systemctl is-active nova-compute.service', check=False)[1].strip() == 'active'
-    cluster.wait_for('sessions and maps of %s back' % node, lambda: paths_healthy(cluster), 180)
-    # That the play then activates the inventory's LVs again is the shared_lvm scenario's reboot test.
-    print('%s reboot: %.0f s' % (node, took))

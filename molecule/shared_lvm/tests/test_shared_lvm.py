@@ -1,6 +1,7 @@
 """Verifier of the `shared_lvm` scenario: the shared VG on storage1's LUN, seen by compute1 and compute2.
 
-The tests run in file order and build on one another: locks first, then a reboot of compute2, then
+The tests run in file order and build on one another: locks first, then a reboot of compute2 (the
+lab's one compute reboot: logins, lock-start and consumer in that order, and every path back), then
 lvmlockd killed on compute1 and the recovery playbook. Each prints what it measured.
 """
 
@@ -104,12 +105,29 @@ def test_after_a_reboot_the_vg_is_lock_started_before_the_consumer():
     assert 0 < int(lockstart) <= int(consumer), (lockstart, consumer)
     previous = run(host, 'journalctl -b -1 -o short-monotonic --no-pager -u lvmlocks.service')
     assert re.search(r'0 logical volume\(s\) in volume group "%s" now active' % VG, previous), previous
-    journal = run(host, 'journalctl -b -o short-monotonic --no-pager -u lvmlocks.service -u nova-compute.service')
+    # the order of the boot: the iSCSI logins, then the lock-start, then the consumer
+    journal = run(host, 'journalctl -b -o short-monotonic --no-pager -u open-iscsi.service -u lvmlocks.service '
+                        '-u nova-compute.service')
     lines = journal.splitlines()
-    finished = next(i for i, line in enumerate(lines) if 'lvmlocks.service' in line and 'Finished' in line)
-    consumer_start = next(i for i, line in enumerate(lines) if 'consumer-started' in line)
-    assert finished < consumer_start, journal
+
+    def first(pattern):
+        found = [i for i, line in enumerate(lines) if re.search(pattern, line)]
+        assert found, '%r not in the journal:\n%s' % (pattern, journal)
+        return found[0]
+
+    assert first(r'Finished open-iscsi.service') < first(r'Finished lvmlocks.service') < first(r'consumer-started'), \
+        journal
+    assert run(host, 'systemctl is-active nova-compute.service').strip() == 'active'
     assert 's lvm_%s:2:' % VG in run(host, 'sanlock client status')
+    # the sessions and maps came back by themselves: two running paths for every map
+    deadline = time.monotonic() + 180
+    while True:
+        maps = run(host, 'multipath -ll')
+        names = re.findall(r'^(\S+) \(', maps, re.M)
+        if names and len(re.findall(r'active ready\s+running', maps)) == 2 * len(names):
+            break
+        assert time.monotonic() < deadline, maps
+        time.sleep(5)
     print('compute2 reboot %.0f s; lock-start done at %.1f s after boot, consumer at %.1f s'
           % (boot, int(lockstart) / 1e6, int(consumer) / 1e6))
     # bring the LVs back as the inventory wants them
