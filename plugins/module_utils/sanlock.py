@@ -177,6 +177,10 @@ def setup_errors(config, services):
     return errors
 
 
+# The states whose check-mode run on a host that is not ready yet predicts instead of failing.
+PREDICTED_STATES = ('present', 'started')
+
+
 def check_mode_prediction(spec, problems):
     """What check mode reports on a host that is not ready yet (``problems``: setup errors and
     devices that are not there), or None when the module must fail instead.
@@ -186,7 +190,7 @@ def check_mode_prediction(spec, problems):
     present or started the real run then either creates the VG or lock-starts it (a lockspace
     cannot be joined while the daemons are down), so a change is the honest prediction.
     """
-    if not problems or spec['state'] not in ('present', 'started'):
+    if not problems or spec['state'] not in PREDICTED_STATES:
         return None
     return ('check mode: this host is not ready for volume group %s yet (%s); the run that readies it will '
             '%s, so a change is predicted without reading the VG and its LVs'

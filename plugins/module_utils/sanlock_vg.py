@@ -69,7 +69,8 @@ def run(module):
     missing = ['pvs[%d]=%r does not exist on this host; check that the LUN is visible (multipath -ll) and the '
                'path is its alias' % (index, device) for index, device in enumerate(spec['pvs'])
                if not os.path.exists(device)]
-    if errors or missing and not module.check_mode:
+    # In check mode a missing device may be a LUN an earlier task logs in to: predicted below.
+    if errors or missing and not (module.check_mode and spec['state'] in sanlock.PREDICTED_STATES):
         errors += missing
         module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
 
@@ -83,14 +84,6 @@ def run(module):
         services = sanlock.parse_is_active(runner.read(sanlock.SERVICES_ARGV, ok_rcs=(0, 3, 4))[1])
         return config, sanlock.setup_errors(config, services)
 
-    if module.check_mode and spec['state'] in ('present', 'started'):
-        config, errors = read_setup()
-        prediction = sanlock.check_mode_prediction(spec, errors + missing)
-        if prediction:
-            module.warn(prediction)
-            module.exit_json(changed=True, ready=False, problems=errors + missing, vg={}, lvs={}, commands=[],
-                             lockspace=sanlock.lockspace_facts(spec['name'], dict(lockspaces={}), config.get('host_id')))
-
     if spec['state'] == 'query':
         # Read-only and used to diagnose a stuck host: it does not wait for the host lock.
         config, errors = read_setup()
@@ -102,6 +95,11 @@ def run(module):
     # Everything that decides what to change is read under the host lock.
     with host_lock(module):
         config, errors = read_setup()
+        prediction = sanlock.check_mode_prediction(spec, errors + missing) if module.check_mode else None
+        if prediction:
+            module.warn(prediction)
+            module.exit_json(changed=True, ready=False, problems=errors + missing, vg={}, lvs={}, commands=[],
+                             lockspace=sanlock.lockspace_facts(spec['name'], dict(lockspaces={}), config.get('host_id')))
         if errors:
             module.fail_json(msg='this host is not ready for a sanlock VG: ' + '; '.join(errors), errors=errors,
                              commands=[])
