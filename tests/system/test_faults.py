@@ -13,6 +13,7 @@ import time
 import tomllib
 
 from conftest import BIN, COMPUTES, REPO, assert_same_state, recap
+from multipath_maps import maps_on_two_running_paths
 
 VOLUME = 'compute1-disk'
 MAP = '/dev/mapper/%s' % VOLUME
@@ -33,9 +34,8 @@ def targets(cluster):
 def paths_healthy(cluster):
     """True when every map on every compute has 2 paths, all active and ready, and every session is up."""
     for node in COMPUTES:
-        maps = cluster.out(node, 'multipath -ll')
-        names = re.findall(r'^(\S+) \(', maps, re.M)
-        if not names or len(re.findall(r'active ready\s+running', maps)) != 2 * len(names):
+        names = maps_on_two_running_paths(cluster.out(node, 'multipath -ll'))
+        if not names:
             return False
         sessions = cluster.out(node, 'iscsiadm -m session -P 1')
         if len(re.findall(r'iSCSI Session State: LOGGED_IN', sessions)) != 2 * len(names):

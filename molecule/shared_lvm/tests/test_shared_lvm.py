@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO / 'molecule' / 'default' / 'tests'))
 sys.path.insert(0, str(REPO / 'tests' / 'system'))
 from test_site import node, run  # noqa: E402  pylint: disable=wrong-import-position
 import stand_in  # noqa: E402  pylint: disable=wrong-import-position
+from multipath_maps import maps_on_two_running_paths  # noqa: E402  pylint: disable=wrong-import-position
 # molecule's inventory directory: labctl writes the lab hosts into lab.yml there, and the
 # inventory's group_vars/host_vars are linked in beside it.
 INVENTORY = os.path.dirname(os.environ['MOLECULE_INVENTORY_FILE'])
@@ -123,8 +124,7 @@ def test_after_a_reboot_the_vg_is_lock_started_before_the_consumer():
     deadline = time.monotonic() + 180
     while True:
         maps = run(host, 'multipath -ll')
-        names = re.findall(r'^(\S+) \(', maps, re.M)
-        if names and len(re.findall(r'active ready\s+running', maps)) == 2 * len(names):
+        if maps_on_two_running_paths(maps):
             break
         assert time.monotonic() < deadline, maps
         time.sleep(5)
