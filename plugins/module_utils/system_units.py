@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The files and systemd units a role installs on a host, in one call: directories, files (unit
 files, drop-ins, udev rules, scripts, configuration), kernel modules loaded now and at boot, one
-``systemctl daemon-reload`` when a unit file changed, one udev reload (and trigger) when a rule changed, then the units enabled and
-started, each step one command for all the units it concerns.
+``systemctl daemon-reload`` when a unit file changed, one udev reload (and trigger) when a rule
+changed, then the units enabled and started, each step one command for all the units it concerns.
 
 State is read once: the files from the file system, the units from one ``systemctl show``.
 The plan is pure and complete before its first action runs; a file that is a symbolic link (a
@@ -148,7 +148,8 @@ def _under(path, dirs):
 
 def plan(params, paths, units, check_mode=False, kernel_modules=None):
     """Pure planner. ``paths``: {path: read_path(path)} of every listed directory and file;
-    ``units``: parse_show() of the listed units; ``kernel_modules``: {name: read_kernel_module()}. Returns (actions, errors, before, after, warnings).
+    ``units``: parse_show() of the listed units; ``kernel_modules``: {name: read_kernel_module()}.
+    Returns (actions, errors, before, after, warnings).
 
     Errors are refusals found before anything changes: a path that is a symbolic link or of the
     wrong kind, a unit systemd does not know (in check mode, a unit whose package or file is not
