@@ -3,7 +3,8 @@
 Usage: python3 scripts/bad-inputs-doc.py [--rst]
   prints docs/bad-inputs.md (Markdown), or with --rst docs/docsite/rst/bad_inputs.rst (the docsite page).
 Both are committed; tests/unit/test_bad_inputs_doc.py fails when either is out of date. Every row
-is a case the tests run (integration on the lab VM, or role plays on the controller).
+is a case the tests run (`module`: the module on the controller, `lab`: the module on the lab VM,
+`controller`: role plays on the controller).
 """
 import sys
 from pathlib import Path
@@ -18,8 +19,11 @@ ROLES = ('storage_node', 'compute_initiator', 'multipath', 'shared_lvm')
 
 INTRO = ('Every module and role of openblock.storage checks its input before it changes anything, and '
          'refuses destructive requests unless `force` is set. Each row below is a case the tests run: '
-         'the modules on a lab VM with the real LVM, tgt and open-iscsi tools (all rows in one play, '
-         'the VM\'s state compared before and after), the roles on the controller in check mode. '
+         'module cases refused from the arguments alone run on the controller, through the module\'s '
+         'entry point, where running any command or taking the host lock fails the test; those that '
+         'depend on the host\'s state run on a lab VM with the real LVM, tgt and open-iscsi tools (all in '
+         'one play, the VM\'s state compared before and after); the roles run on the controller in check '
+         'mode. '
          'Each refusal names the option and the value (secrets excepted, which never appear) and says '
          'what to do instead.')
 
@@ -37,9 +41,11 @@ def shown_value(row):
 def counts(table):
     bad = [r for r in table if not r.get('destructive')]
     destructive = [r for r in table if r.get('destructive')]
-    return ('%d refused inputs and %d destructive requests refused without `force`, across %d modules and %d roles.'
+    where = [r['where'] for r in table]
+    return ('%d refused inputs and %d destructive requests refused without `force`, across %d modules and %d roles. '
+            'Of the module cases, %d run on the controller and %d on the lab VM.'
             % (len(bad), len(destructive), len({r['target'] for r in table} & set(MODULES)),
-               len({r['target'] for r in table} & set(ROLES))))
+               len({r['target'] for r in table} & set(ROLES)), where.count('module'), where.count('lab')))
 
 
 def sections(table):

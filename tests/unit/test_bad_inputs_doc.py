@@ -25,9 +25,11 @@ def test_table_rows_are_complete_and_cover_every_module_and_role():
     assert len(ids) == len(set(ids))
     assert {row['target'] for row in ROWS} == TARGETS
     for row in ROWS:
-        assert row['where'] in ('lab', 'controller'), row['id']
+        assert row['where'] in ('module', 'lab', 'controller'), row['id']
         assert row['target'] in TARGETS, row['id']
-        assert ('args' if row['where'] == 'lab' else 'vars') in row, row['id']
+        assert ('vars' if row['where'] == 'controller' else 'args') in row, row['id']
+        # host state is what the lab provides: a row relying on one cannot run on the controller
+        assert 'state' not in row or row['where'] == 'lab', row['id']
         assert row['option'] and row['expect'] and row['do'], row['id']
         # a secret is never echoed, so such a row has no value to find; every other row has one
         assert ('value' in row) != bool(row.get('secret')), row['id']
