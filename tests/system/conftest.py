@@ -80,9 +80,11 @@ class Cluster:
             assert proc.returncode == 0, output[-5000:]
         return proc.returncode, output, time.monotonic() - started
 
-    def reboot(self, node):
+    def reboot(self, node, power_loss=False):
+        """Reboot ``node`` (with power_loss, kill its qemu instead of shutting it down); return seconds."""
         started = time.monotonic()
-        subprocess.run(LABCTL + ['reboot', node], env=self.env, check=True, timeout=600)
+        subprocess.run(LABCTL + ['reboot'] + (['--power-loss'] if power_loss else []) + [node], env=self.env,
+                       check=True, timeout=600)
         return time.monotonic() - started
 
     def state(self):
