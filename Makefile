@@ -10,21 +10,25 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
-# ansible-test insists on running from inside ansible_collections/NS/NAME, so sanity
-# runs on a copy of the tree placed there.
-SANITY_TREE := .build/sanity/ansible_collections/openblock/storage
-# The pip version ansible-test 2.19 bootstraps into its per-test virtual environments.
-ANSIBLE_TEST_PIP := 24_2
+# The controller matrix: .venv has the ansible-core of requirements.txt (the oldest supported) and
+# every other tool; each version of CORE_MATRIX gets a venv of its own with only ansible-core and
+# pytest, on a Python of at least 3.12 (what ansible-core 2.20 and later require of a controller),
+# for ansible-test sanity and the unit tests. The labs run with .venv.
+CORE_MATRIX := 2.20.10 2.21.5
+CORE_PYTHON ?= $(shell scripts/find-python.sh 3.12)
+CORE_VENVS  := $(foreach v,$(CORE_MATRIX),.build/core-$(v))
 LABCTL  := $(BIN)/python lab/labctl
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages demo test lint sanity unit docs docs-check integration system check-fresh bench build clean lab-down
+.PHONY: help venv core-venvs host-packages demo plan test lint sanity unit matrix docs docs-check integration system check-fresh bench build clean lab-down
 
 help:
 	@echo "make demo         boot the lab and converge playbooks/site.yml on it"
-	@echo "make test         everything CI runs: lint, sanity, unit, docs-check, then integration and system side by side"
+	@echo "make test         everything CI runs: lint, sanity, unit, docs-check, then integration and system side by side; the core matrix throughout"
+	@echo "make plan         what site.yml would change, by host (check and diff mode, nothing changes)"
 	@echo "make docs         the HTML docsite in .build/docs/build/html"
+	@echo "make matrix       sanity and unit tests on every ansible-core of CORE_MATRIX ($(CORE_MATRIX))"
 	@echo "make lint | sanity | unit | docs-check | integration | system | check-fresh | bench | build | clean"
 
 $(STAMP): requirements.txt
@@ -43,6 +47,24 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
+.build/core-%/.installed: requirements.txt
+	@if [ -z "$(CORE_PYTHON)" ]; then \
+	  echo "make: ansible-core $* needs a controller Python of 3.12 or newer and none was found."; \
+	  echo "      Install one (Debian 13: apt install python3-venv; Debian 12: pyenv install 3.13)"; \
+	  echo "      and name it if it is not on PATH: make CORE_PYTHON=/path/to/python3.13 ..."; exit 1; fi
+	rm -rf .build/core-$*
+	$(CORE_PYTHON) -m venv .build/core-$*
+	# The pins of requirements.txt constrain what ansible-core and pytest pull in, save ansible-core.
+	grep -v '^ansible-core==' requirements.txt > .build/core-$*/constraints.txt
+	.build/core-$*/bin/pip install -q --upgrade pip
+	.build/core-$*/bin/pip install -q -c .build/core-$*/constraints.txt ansible-core==$* pytest
+	site=$$(.build/core-$*/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	mkdir -p "$$site/ansible_collections/openblock"; \
+	ln -sfn "$(CURDIR)" "$$site/ansible_collections/openblock/storage"
+	touch $@
+
+core-venvs: $(foreach v,$(CORE_VENVS),$(v)/.installed)
+
 host-packages:
 	scripts/host-packages.sh
 
@@ -50,16 +72,20 @@ lint: venv
 	$(BIN)/ansible-lint --profile production
 
 sanity: venv host-packages
-	rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
-	git ls-files -co --exclude-standard | rsync -a --files-from=- ./ $(SANITY_TREE)/
-	# A repository of its own: otherwise ansible-test asks the outer one, which ignores .build/.
-	git -C $(SANITY_TREE) init -q
-	mkdir -p ~/.ansible/test/cache
-	cp scripts/ansible-test-pip-bootstrap.py ~/.ansible/test/cache/get_pip_$(ANSIBLE_TEST_PIP).py
-	cd $(SANITY_TREE) && $(CURDIR)/$(BIN)/ansible-test sanity --requirements --python 3.11 --color no
+	scripts/sanity.sh $(VENV)
 
 unit: venv
 	$(BIN)/pytest -q tests/unit $(wildcard tests/lab)
+
+# The same sanity and unit tests on each newer ansible-core; every version runs even after a failure.
+matrix: core-venvs host-packages
+	failed=; for v in $(CORE_VENVS); do \
+	  echo "=== make matrix: $$v"; \
+	  scripts/sanity.sh $$v || failed="$$failed [$$v sanity]"; \
+	  PATH=$(CURDIR)/$$v/bin:$$PATH $$v/bin/pytest -q -p no:cacheprovider tests/unit $(wildcard tests/lab) \
+	    || failed="$$failed [$$v unit]"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make matrix: failed:$$failed"; exit 1; fi
 
 # The HTML docsite (antsibull-docs + Sphinx, warnings are errors): .build/docs/build/html.
 docs: venv
@@ -109,18 +135,24 @@ check-fresh: venv host-packages
 # `single` in the background, their lines prefixed with [single], while `system` runs on `cinder`.
 # Both labs boot while lint, sanity, unit and docs-check run; integration and system then reuse
 # them. `system` is the longer path, so the `single` side runs at a lower CPU priority (nice 3): on
-# 2 cores it takes the CPU the cinder VMs leave.
+# 2 cores it takes the CPU the cinder VMs leave. The core matrix needs no VM and runs from the start
+# at the lowest priority (nice 19, lines prefixed with [matrix]), on the CPU the labs leave idle while
+# they wait (boots, reboots, timeouts); `make test` waits for it at the end.
 NICE_SINGLE := nice -n 3
+NICE_MATRIX := nice -n 19
 test: venv host-packages
 	trap '$(MAKE) --no-print-directory lab-down' EXIT; \
+	( $(NICE_MATRIX) $(MAKE) --no-print-directory matrix 2>&1 | sed -u 's/^/[matrix] /' ) & matrix=$$!; \
 	( LAB_DIR=.build/lab-single $(NICE_SINGLE) $(LABCTL) up single 2>&1 | sed -u 's/^/[single] /' ) & boot_single=$$!; \
 	( LAB_DIR=.build/lab-cinder $(LABCTL) up cinder 2>&1 | sed -u 's/^/[cinder] /' ) & boot_cinder=$$!; \
 	rc=0; $(MAKE) --no-print-directory lint sanity unit docs-check || rc=$$?; \
 	wait $$boot_single || rc=$$((rc ? rc : 1)); wait $$boot_cinder || rc=$$((rc ? rc : 1)); \
-	if [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	if [ $$rc -ne 0 ]; then wait $$matrix; exit $$rc; fi; \
 	( $(NICE_SINGLE) $(MAKE) --no-print-directory integration 2>&1 | sed -u 's/^/[single] /' ) & single=$$!; \
 	$(MAKE) --no-print-directory system || rc=$$?; \
 	wait $$single || rc=$$((rc ? rc : 1)); \
+	started=$$SECONDS; wait $$matrix || rc=$$((rc ? rc : 1)); \
+	echo "make test: waited $$((SECONDS - started)) s for the core matrix after the labs"; \
 	exit $$rc
 
 demo: venv host-packages
@@ -128,8 +160,12 @@ demo: venv host-packages
 	  echo "make demo: playbooks/site.yml and the roles it runs do not exist yet."; exit 1; fi
 	LAB_DIR=.build/lab-cinder $(LABCTL) up cinder
 	LAB_DIR=.build/lab-cinder $(LABCTL) inventory --output inventories/lab/hosts.yml
-	$(BIN)/ansible-playbook playbooks/site.yml
-	$(BIN)/ansible-playbook playbooks/summary.yml
+	$(BIN)/ansible-playbook playbooks/demo.yml
+
+# What site.yml would change on the inventory of ansible.cfg (the lab's; another with
+# ANSIBLE_INVENTORY=...), as one report by host at the end: check and diff mode, nothing changes.
+plan: venv
+	ANSIBLE_CALLBACKS_ENABLED=openblock.storage.plan_report $(BIN)/ansible-playbook playbooks/site.yml --check --diff
 
 # Ours against the peer on the `bench` lab topology: bench/RESULTS.md and bench/scale.png.
 bench: venv host-packages

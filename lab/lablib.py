@@ -72,6 +72,23 @@ class Topology:
     networks: dict  # name -> ipaddress.IPv4Network
     shared_disks: dict  # serial -> Disk
     nodes: list
+    release: str = None  # the Debian release its VMs run, when the topology names one
+
+
+# The Debian releases the lab builds images of: one cached image per release.
+RELEASES = ("bookworm", "trixie")
+DEFAULT_RELEASE = "bookworm"
+
+
+def release_of(named=None, environ=None):
+    """The release to run: $LAB_RELEASE, else the one named (by the topology or a command line), else
+    the default. Raises LabError on a release the lab does not build."""
+    environ = os.environ if environ is None else environ
+    release = environ.get("LAB_RELEASE") or named or DEFAULT_RELEASE
+    if release not in RELEASES:
+        source = "LAB_RELEASE" if environ.get("LAB_RELEASE") else "release"
+        raise LabError(f"{source}={release!r}: the lab builds Debian {' and '.join(RELEASES)}; pick one of them")
+    return release
 
 
 SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,19}")  # virtio-blk serials are at most 20 bytes
@@ -151,7 +168,10 @@ def parse_topology(name, text):
 
     if len(nodes) > MAX_VMS:
         raise LabError(f"topology {name}: {len(nodes)} nodes, but at most {MAX_VMS} VMs may run on this machine")
-    return Topology(name, data.get("description", ""), networks, shared_disks, nodes)
+    release = data.get("release")
+    if release is not None and release not in RELEASES:
+        raise LabError(f"topology {name}: release {release!r} is not one the lab builds ({', '.join(RELEASES)})")
+    return Topology(name, data.get("description", ""), networks, shared_disks, nodes, release)
 
 
 def load_topology(name):

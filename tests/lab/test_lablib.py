@@ -166,3 +166,19 @@ def test_labs_booting_at_once_on_an_empty_cache_share_one_ssh_key(tmp_path):
     keys = [run.communicate()[0].strip() for run in runs]
     assert [run.returncode for run in runs] == [0] * 4
     assert len(set(keys)) == 1 and keys[0].startswith("ssh-ed25519 ")
+
+
+def test_the_release_comes_from_lab_release_then_the_topology_then_the_default():
+    assert lablib.release_of(None, environ={}) == 'bookworm'
+    assert lablib.release_of('trixie', environ={}) == 'trixie'
+    assert lablib.release_of('bookworm', environ={'LAB_RELEASE': 'trixie'}) == 'trixie'
+    with pytest.raises(lablib.LabError, match=r"LAB_RELEASE='sid': the lab builds Debian bookworm and trixie"):
+        lablib.release_of(None, environ={'LAB_RELEASE': 'sid'})
+
+
+def test_a_topology_may_name_its_release():
+    text = '[nodes.a]\ngroups = ["lab"]\n'
+    assert lablib.parse_topology('t', text).release is None
+    assert lablib.parse_topology('t', 'release = "trixie"\n' + text).release == 'trixie'
+    with pytest.raises(lablib.LabError, match=r"topology t: release 'buster' is not one the lab builds"):
+        lablib.parse_topology('t', 'release = "buster"\n' + text)

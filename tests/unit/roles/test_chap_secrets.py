@@ -46,8 +46,10 @@ def run_role(tmp_path, host, role, *args, inventory=None):
     (tmp_path / 'inventory.yml').write_text(yaml.safe_dump(inventory or INVENTORY))
     (tmp_path / 'play.yml').write_text(PLAY % (host, role))
     log = tmp_path / 'ansible.log'
+    # ansible-core 2.21 leaves `invocation` out of results unless asked: ask, so that the arguments the
+    # module got (the masked account) are printed on every core version
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / 'ansible.cfg'), ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
-               ANSIBLE_LOG_PATH=str(log))
+               ANSIBLE_LOG_PATH=str(log), ANSIBLE_INJECT_INVOCATION='1')
     proc = subprocess.run([ANSIBLE_PLAYBOOK, '-vvv', '--check', '-i', str(tmp_path / 'inventory.yml'),
                            str(tmp_path / 'play.yml')] + list(args),
                           capture_output=True, text=True, check=False, env=env, timeout=300)
