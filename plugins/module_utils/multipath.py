@@ -19,6 +19,7 @@ import os
 import re
 
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error
+from ansible_collections.openblock.storage.plugins.module_utils.system_units import parse_show
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
     Action, FileWrite, Runner, diff_result, host_lock, read_text, refuse_bad_input)
 
@@ -30,7 +31,8 @@ FIND_MULTIPATHS = ('no', 'yes', 'strict', 'greedy', 'smart')
 # `multipath -a` is needed for a map to form only where multipathd takes just the WWIDs it knows.
 NEEDS_WWIDS = ('strict',)
 SHOW_MAPS = ['multipathd', 'show', 'maps', 'json']
-SHOW_UNIT = ['systemctl', 'show', 'multipathd.service', '--property=UnitFileState,ActiveState']
+UNIT = 'multipathd.service'
+SHOW_UNIT = ['systemctl', 'show', UNIT, '--property=UnitFileState,ActiveState']
 SCSI_ID = ['/lib/udev/scsi_id', '--whitelisted', '--replace-whitespace']
 
 # A multipath alias becomes /dev/mapper/<alias>: no spaces, quotes, braces or slashes.
@@ -182,11 +184,6 @@ def parse_wwids(text):
     return found
 
 
-def parse_unit(text):
-    """{'UnitFileState': ..., 'ActiveState': ...} of `systemctl show -p ...`."""
-    return dict(line.split('=', 1) for line in (text or '').splitlines() if '=' in line)
-
-
 def parse_maps(text):
     """The maps of `multipathd show maps json`: {name: {wwid, dm, paths: [{dev, state, dm_state}]}}.
 
@@ -241,9 +238,9 @@ def plan(params, found, current, wwids_known, missing_modules, unit, modules_loa
                 reconfigure = True
     active = unit.get('ActiveState') == 'active'
     if unit.get('UnitFileState') not in ('enabled', 'static', 'enabled-runtime', 'alias', 'indirect'):
-        actions.append(Action(['systemctl', 'enable', 'multipathd.service'], 'enable multipathd at boot'))
+        actions.append(Action(['systemctl', 'enable', UNIT], 'enable multipathd at boot'))
     if not active:
-        actions.append(Action(['systemctl', 'start', 'multipathd.service'], 'start multipathd'))
+        actions.append(Action(['systemctl', 'start', UNIT], 'start multipathd'))
     elif reconfigure:
         actions.append(Action(['multipathd', 'reconfigure'], 'make multipathd read the changed configuration'))
     return actions, text, pairs, missing
@@ -306,7 +303,7 @@ def run(module):
         found, devices = resolve(runner, params['aliases'], params['iqn_prefix'])
         current = read_text(params['dropin'])
         missing_modules = [name for name in params['kernel_modules'] if not os.path.exists('/sys/module/' + name)]
-        unit = parse_unit(runner.read(SHOW_UNIT, ok_rcs=None)[1])
+        unit = parse_show(runner.read(SHOW_UNIT, ok_rcs=None)[1], [UNIT]).get(UNIT, {})
         actions, text, pairs, missing = plan(params, found, current, parse_wwids(read_text(WWIDS_FILE)),
                                              missing_modules, unit, read_text(MODULES_LOAD))
         if missing:

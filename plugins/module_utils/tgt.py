@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import os
 import re
 
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error
@@ -189,6 +190,48 @@ def _account(entry, option, errors):
                       '._~+=@%%^:,/- (tgt-admin passes it through a shell)' % (option, user, MAX_SECRET))
         ok = False
     return dict(user=user, password=password) if ok else None
+
+
+# tgtd sizes each LUN's I/O threads when the LUN is added: a new count needs a restart of tgtd, which
+# cuts every session, so it is done only while tgtd exports no target.
+TGT_UNIT = 'tgt.service'
+TGTD_PID_ARGV = ['systemctl', 'show', '--property=MainPID', '--value', TGT_UNIT]
+IOTHREADS_RANGE = (1, 128)
+
+
+def iothreads_error(value):
+    """The bad-input message for ``iothreads``, or None."""
+    low, high = IOTHREADS_RANGE
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+        return None
+    return ('iothreads=%r: give %d to %d I/O threads per LUN, or null to leave tgtd as it runs'
+            % (value, low, high))
+
+
+def iothreads_running(cmdline):
+    """tgtd's I/O threads per LUN from its NUL-separated /proc/PID/cmdline: the number given with
+    --nr_iothreads (or -t), None when it runs with its default; raises ValueError on no tgtd."""
+    args = [a for a in cmdline.split('\0') if a]
+    if not args or os.path.basename(args[0]) != 'tgtd':
+        raise ValueError('not a tgtd command line: %r' % ' '.join(args))
+    for index, arg in enumerate(args):
+        if arg.startswith('--nr_iothreads='):
+            return int(arg.split('=', 1)[1])
+        if arg in ('--nr_iothreads', '-t') and index + 1 < len(args):
+            return int(args[index + 1])
+    return None
+
+
+def iothreads_step(wanted, running, live):
+    """What to do about tgtd's I/O threads: ``(restart, warning)``. ``running`` is
+    iothreads_running() of the running tgtd, ``live`` parse_show() of it. Pure."""
+    if wanted is None or running == wanted:
+        return False, None
+    if not live:
+        return True, None
+    return False, ('tgtd runs with %s I/O threads per LUN and exports %d target(s), so it was not restarted '
+                   '(a restart cuts every session): iothreads=%d applies at its next restart'
+                   % (running or 'its default of 16', len(live), wanted))
 
 
 def validate_targets(targets):

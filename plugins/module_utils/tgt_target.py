@@ -11,11 +11,11 @@ import stat
 
 from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
-    FileWrite, Runner, diff_result, host_lock, private_dir_problem, refuse_bad_input, write_atomically)
+    Action, FileWrite, Runner, diff_result, host_lock, private_dir_problem, refuse_bad_input, write_atomically)
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import (
-    CONF_DIR, CONF_PREFIX, RECORD_PATH, SHOW_ACCOUNTS, SHOW_TARGETS, Refusal, conf_path, desired_view, known_record,
-    owned_view, parse_accounts, parse_conf, parse_show, plan_targets, record_text, records_after, records_voided,
-    target_view, validate_targets)
+    CONF_DIR, CONF_PREFIX, RECORD_PATH, SHOW_ACCOUNTS, SHOW_TARGETS, TGT_UNIT, TGTD_PID_ARGV, Refusal, conf_path,
+    desired_view, iothreads_error, iothreads_running, iothreads_step, known_record, owned_view, parse_accounts,
+    parse_conf, parse_show, plan_targets, record_text, records_after, records_voided, target_view, validate_targets)
 
 # tgtd makes its control socket anew at each start: its identity names the running tgtd.
 TGTD_SOCKET = '/run/tgtd/socket.0'
@@ -127,6 +127,38 @@ def paths_in_use(devices, live):
     return errors
 
 
+def read_iothreads(module, runner):
+    """The I/O threads per LUN of the running tgtd (None: its default)."""
+    pid = runner.read(TGTD_PID_ARGV, what='reading the pid of tgtd')[1].strip()
+    try:
+        with open('/proc/%s/cmdline' % pid) as handle:
+            return iothreads_running(handle.read())
+    except (OSError, ValueError) as error:
+        module.fail_json(msg='cannot tell the I/O threads of the running tgtd (%s has MainPID %r: %s); start '
+                             'tgtd through %s and re-run' % (TGT_UNIT, pid, error, TGT_UNIT), commands=runner.commands)
+
+
+def converge_iothreads(module, runner, wanted, live):
+    """Restart tgtd with ``wanted`` I/O threads per LUN while it exports no target (its unit's ExecStart
+    must pass them: the storage_node role's drop-in does), or warn. Returns (restarted, live)."""
+    restart, warning = iothreads_step(wanted, read_iothreads(module, runner), live)
+    if warning:
+        module.warn(warning)
+    if not restart:
+        return False, live
+    runner.apply([Action(['systemctl', 'restart', TGT_UNIT],
+                         'restart tgtd with %d I/O threads per LUN while it exports no target' % wanted)])
+    if module.check_mode:
+        return True, live
+    running = read_iothreads(module, runner)
+    if running != wanted:
+        module.fail_json(msg='iothreads=%d: tgtd restarted with %s I/O threads per LUN, since %s does not pass '
+                             '--nr_iothreads %d to tgtd; give it in a drop-in of the unit (the storage_node role '
+                             'writes one) and re-run' % (wanted, running or 'its default of 16', TGT_UNIT, wanted),
+                         changed=True, commands=runner.commands)
+    return True, parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
+
+
 def run(module):
     """Read, plan, apply, report: the whole tgt_target module."""
     params = module.params
@@ -140,11 +172,17 @@ def run(module):
     else:
         errors += absent
     errors += path_errors
+    error = iothreads_error(params['iothreads'])
+    if error:
+        errors.append(error)
     refuse_bad_input(module, errors)
 
     runner = Runner(module)
     with host_lock(module):
         live = parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
+        restarted = False
+        if params['iothreads'] is not None:
+            restarted, live = converge_iothreads(module, runner, params['iothreads'], live)
         errors = paths_in_use(devices, live)
         refuse_bad_input(module, errors)
         files = read_managed_files()
@@ -170,7 +208,7 @@ def run(module):
                 module.fail_json(msg='cannot write %s (the hashes of the CHAP secrets set), nothing was changed; '
                                      'make /run/openblock-storage a directory only root can write and re-run'
                                  % RECORD_PATH, commands=[])
-        changed = runner.apply(plan.actions, explain=lambda action, rc, output: plan.blocked_advice(action))
+        changed = runner.apply(plan.actions, explain=lambda action, rc, output: plan.blocked_advice(action)) or restarted
         if not module.check_mode and instance is not None:
             recorded = records_after(records, desired, plan, lambda: os.urandom(16).hex())
             if recorded != (records or {}) and not write_record(instance, recorded):

@@ -143,6 +143,16 @@ options:
         cut (the target is removed with C(tgtadm --force)).
     type: bool
     default: false
+  iothreads:
+    description:
+      - I/O threads tgtd runs for each LUN (its C(--nr_iothreads)), which tgt.service's C(ExecStart) must pass
+        (the storage_node role's drop-in does). tgtd sizes a LUN's threads when the LUN is added, so when the
+        running tgtd has another count, the module restarts C(tgt.service) first, but only while tgtd exports
+        no target (a restart cuts every session); otherwise it warns and the count applies at tgtd's next
+        restart. The kernel's thread limit (C(kernel.threads-max)) caps how many LUNs a host can hold at a
+        given count.
+      - Null leaves tgtd as it runs.
+    type: int
   report:
     description:
       - Which listed targets RV(targets) describes. V(changed), those this run created or changed;
@@ -290,6 +300,7 @@ def main():
             persist=dict(type='bool', default=True),
             exclusive=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
+            iothreads=dict(type='int'),
             report=REPORT_OPTION,
         ),
         supports_check_mode=True,

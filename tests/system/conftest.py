@@ -88,11 +88,19 @@ class Cluster:
         return time.monotonic() - started
 
     def state(self):
-        """node -> the text of every state command: compare two of these to prove nothing changed."""
+        """node -> the text of every state command: compare two of these to prove nothing changed.
+        One SSH call per node runs them all, each output after a marker line of its own."""
         snapshot = {}
         for node in NODES:
             commands = STATE_COMMANDS['storage1' if node == 'storage1' else 'compute'] + STATE_COMMANDS['all']
-            snapshot[node] = {command: self.sh(node, command, check=False)[1] for command in commands}
+            marker = '@@openblock-state-%d@@'
+            # the marker starts a line of its own even after an output without a final newline
+            script = ''.join("printf '\\n%s\\n'; ( %s )\n" % (marker % index, command)
+                             for index, command in enumerate(commands))
+            text = self.sh(node, script, check=False)[1]
+            outputs = re.split(r'\n@@openblock-state-\d+@@\n', text)
+            assert len(outputs) == len(commands) + 1, 'on %s: the state script printed %r' % (node, text[-2000:])
+            snapshot[node] = dict(zip(commands, outputs[1:]))
         return snapshot
 
     def wait_for(self, what, predicate, timeout, interval=5):

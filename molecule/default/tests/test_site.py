@@ -220,15 +220,16 @@ def test_a_path_logs_in_again_with_the_chap_of_its_record():
 
 
 def test_a_vvv_converge_changes_nothing_and_never_shows_the_secret(tmp_path):
-    """site.yml converged again at -vvv, after every check above: the scenario's idempotence step
-    (changed=0 on every host), the secrets check and the module-run budget of a no-op site run, in
-    one run of several minutes."""
+    """site.yml converged again at -vvv, after every check above, through playbooks/demo.yml (what
+    `make demo` runs): the scenario's idempotence step (changed=0 on every host), the secrets check,
+    the module-run budget of a no-op site run and the demo's summary built from the modules' results,
+    in one run of several minutes."""
     log, runs = tmp_path / 'ansible.log', tmp_path / 'module-runs.json'
     env = dict(os.environ, ANSIBLE_LOG_PATH=str(log), ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
                ANSIBLE_CALLBACK_PLUGINS=str(REPO / 'bench' / 'callback'), ANSIBLE_CALLBACKS_ENABLED='module_runs',
                MODULE_RUNS_JSON=str(runs))
     proc = subprocess.run([str(Path(sys.executable).parent / 'ansible-playbook'), '-vvv', '-i', INVENTORY,
-                           str(REPO / 'playbooks' / 'site.yml')],
+                           str(REPO / 'playbooks' / 'demo.yml')],
                           capture_output=True, text=True, check=False, env=env, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     logged = log.read_text() if log.exists() else ''
@@ -249,3 +250,12 @@ def test_a_vvv_converge_changes_nothing_and_never_shows_the_secret(tmp_path):
     assert counted['runs']['storage1'] <= 8, counted['tasks']['storage1']
     for compute in COMPUTES:
         assert counted['runs'][compute] <= 12, counted['tasks'][compute]
+    # the summary: storage1's targets with their connected initiators, each compute's two sessions per
+    # target and its maps with both paths ready and active (debug prints each line as a JSON string)
+    summary = proc.stdout.split('TASK [Show each storage node', 1)[1]
+    assert '"storage1 (storage node)"' in summary and '"    connected: iqn.' in summary, summary[:4000]
+    for compute in COMPUTES:
+        block = summary.split('"%s (compute node)"' % compute, 1)[1].split('(compute node)', 1)[0]
+        assert block.count(': LOGGED_IN, sd') >= 2, block
+        maps = re.findall(r'"  map \S+ \(dm-\d+, wwid \w+\): (.*)"', block)
+        assert maps and all(m.count('ready/active') == 2 for m in maps), block

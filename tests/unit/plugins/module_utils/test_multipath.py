@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.openblock.storage.plugins.module_utils import multipath as mp
 from ansible_collections.openblock.storage.plugins.module_utils.plan import FileWrite
+from ansible_collections.openblock.storage.plugins.module_utils.system_units import parse_show
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'multipath'
 WWID = (FIXTURES / 'scsi_id.bookworm').read_text().strip()
@@ -43,8 +44,8 @@ def test_parse_maps_gives_each_path_its_checker_and_kernel_state():
 def test_parse_wwids_and_unit():
     assert mp.parse_wwids(fixture('wwids.bookworm')) == {WWID}
     assert mp.parse_wwids('') == set()
-    unit = mp.parse_unit(fixture('systemctl-show.bookworm'))
-    assert set(unit) == {'UnitFileState', 'ActiveState'}
+    unit = parse_show(fixture('systemctl-show.bookworm'), [mp.UNIT])[mp.UNIT]
+    assert unit == {'UnitFileState': 'enabled', 'ActiveState': 'active'}
 
 
 def test_fresh_host_plans_every_step_in_order():
@@ -63,7 +64,7 @@ def test_fresh_host_plans_every_step_in_order():
 def test_converged_host_plans_nothing():
     text = mp.plan(PARAMS, {'itest-mpath': WWID}, None, set(), [], RUNNING, LOAD)[1]
     actions = mp.plan(PARAMS, {'itest-mpath': WWID}, text, mp.parse_wwids(fixture('wwids.bookworm')), [],
-                      mp.parse_unit(fixture('systemctl-show.bookworm')), LOAD)[0]
+                      parse_show(fixture('systemctl-show.bookworm'), [mp.UNIT])[mp.UNIT], LOAD)[0]
     assert actions == []
 
 

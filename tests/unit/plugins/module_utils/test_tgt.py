@@ -536,3 +536,36 @@ def test_plan_does_not_mutate_its_input(busy):
     desired = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:exp10', state='absent')])[0]
     tgt.plan_targets(desired, busy, {})
     assert busy == snapshot
+
+
+# ---------------------------------------------------------------- I/O threads per LUN
+# tgtd_cmdline.default: /proc/PID/cmdline of Debian's tgt.service (tgtd -f); tgtd_cmdline.iothreads4:
+# of a tgtd started with --nr_iothreads 4, as the storage_node role's drop-in starts it.
+
+def test_the_running_tgtd_threads_are_read_from_its_command_line():
+    assert tgt.iothreads_running(fixture('tgtd_cmdline.default')) is None
+    assert tgt.iothreads_running(fixture('tgtd_cmdline.iothreads4')) == 4
+    assert tgt.iothreads_running('/usr/sbin/tgtd\0-f\0-t\0008\0') == 8
+    with pytest.raises(ValueError, match='not a tgtd command line'):
+        tgt.iothreads_running('/usr/sbin/sshd\0-D\0')
+    with pytest.raises(ValueError):
+        tgt.iothreads_running('')
+
+
+def test_new_threads_restart_an_idle_tgtd_only(busy):
+    default = tgt.iothreads_running(fixture('tgtd_cmdline.default'))
+    assert tgt.iothreads_step(None, default, {}) == (False, None)
+    assert tgt.iothreads_step(4, 4, busy) == (False, None)
+    assert tgt.iothreads_step(4, default, {}) == (True, None)
+    restart, warning = tgt.iothreads_step(4, default, busy)
+    assert not restart
+    assert warning.startswith('tgtd runs with its default of 16 I/O threads per LUN and exports 3 target(s), '
+                              'so it was not restarted') and 'iothreads=4 applies at its next restart' in warning
+
+
+@pytest.mark.parametrize('value, ok', [(None, True), (1, True), (128, True), (0, False), (129, False), (True, False)])
+def test_iothreads_range(value, ok):
+    error = tgt.iothreads_error(value)
+    assert (error is None) == ok
+    if not ok:
+        assert error.startswith('iothreads=%r: give 1 to 128' % value)
