@@ -3,14 +3,19 @@
 Runs before anything converges the lab (make system runs it right after the lab's smoke test).
 """
 
-from conftest import assert_same_state, recap
+import re
+
+import yaml
+from conftest import REPO, assert_same_state, recap
 
 
 def test_check_mode_on_a_fresh_lab_reports_changes_and_changes_nothing(cluster):
     assert 'cinder-volumes' not in cluster.out('storage1', 'vgs --noheadings -o vg_name'), \
         'the lab is already converged: this test needs a freshly booted cinder lab (labctl down; labctl up cinder)'
     before = cluster.state()
-    output, took = cluster.playbook('playbooks/site.yml', '--check', '--diff', '-v')[1:]
+    # as `make plan` runs it: with the plan report of what would change, by host
+    output, took = cluster.playbook('playbooks/site.yml', '--check', '--diff', '-v',
+                                    env={'ANSIBLE_CALLBACKS_ENABLED': 'openblock.storage.plan_report'})[1:]
     after = cluster.state()
     assert_same_state(before, after)
     counts = recap(output)
@@ -23,4 +28,14 @@ def test_check_mode_on_a_fresh_lab_reports_changes_and_changes_nothing(cluster):
         assert expected in output, expected
     # the shared VG cannot be read before the lock daemons run: sanlock_vg predicts it and says why
     assert 'this host is not ready for volume group shared yet' in ' '.join(output.split()), output[-3000:]
+    # the plan report: every host with its changes, storage1's new targets with their LUNs, no secret
+    plan = output.split('\nPLAN: what this run would change (check mode: nothing was changed)\n', 1)[1]
+    for host in ('storage1', 'compute1', 'compute2'):
+        assert re.search(r'^%s: \d+ change\(s\)$' % host, plan, re.M), plan[:4000]
+    storage = plan.split('storage1: ', 1)[1].split('\ncompute', 1)[0]
+    assert '    + iqn.2010-10.org.openstack:volume-compute1-disk\n' in storage, storage[:4000]
+    assert re.search(r'^ +luns: \[\{"lun": 1, "path": "/dev/cinder-volumes/volume-compute1-disk"', storage, re.M), \
+        storage[:4000]
+    secret = yaml.safe_load((REPO / 'inventories/lab/group_vars/all.yml').read_text())['storage_node_chap']['password']
+    assert secret not in output
     print('site.yml --check on a fresh lab: %.0f s, changed %s' % (took, {h: f['changed'] for h, f in counts.items()}))
