@@ -73,7 +73,8 @@ def storage_lines(host, hostvars):
             lines.append('    CHAP users: %s' % ', '.join(accounts['incoming']))
         connected = ['%s from %s' % (c.get('initiator'), ', '.join(c.get('addresses') or []))
                      for c in target.get('connected') or []]
-        lines.append('    connected: %s' % ('; '.join(connected) or 'none'))
+        # as tgt_target saw them when it ran: on a first converge the logins come after the export
+        lines.append('    connected at export: %s' % ('; '.join(connected) or 'none'))
     return lines
 
 

@@ -253,7 +253,7 @@ def test_a_vvv_converge_changes_nothing_and_never_shows_the_secret(tmp_path):
     # the summary: storage1's targets with their connected initiators, each compute's two sessions per
     # target and its maps with both paths ready and active (debug prints each line as a JSON string)
     summary = proc.stdout.split('TASK [Show each storage node', 1)[1]
-    assert '"storage1 (storage node)"' in summary and '"    connected: iqn.' in summary, summary[:4000]
+    assert '"storage1 (storage node)"' in summary and '"    connected at export: iqn.' in summary, summary[:4000]
     for compute in COMPUTES:
         block = summary.split('"%s (compute node)"' % compute, 1)[1].split('(compute node)', 1)[0]
         assert block.count(': LOGGED_IN, sd') >= 2, block
