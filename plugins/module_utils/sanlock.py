@@ -41,7 +41,8 @@ LOCKED_ELSEWHERE_RE = re.compile(r'locked by other host', re.I)
 
 CONFIG_ARGV = ['lvmconfig', '--type', 'full', 'global/use_lvmlockd', 'local/host_id']
 SERVICES_ARGV = ['systemctl', 'is-active'] + ['%s.service' % s for s in SERVICES]
-SANLOCK_STATUS_ARGV = ['sanlock', 'client', 'status']
+# -D adds each lockspace's renewal state: the plain listing looks the same after its lease is lost.
+SANLOCK_STATUS_ARGV = ['sanlock', 'client', 'status', '-D']
 
 
 def vgs_argv(vg):
@@ -72,23 +73,32 @@ def parse_is_active(text, units=SERVICES):
 def parse_sanlock_status(text):
     """Lockspaces and resource leases from ``sanlock client status``.
 
-    Returns ``{'lockspaces': {name: {'host_id', 'path', 'adding', 'removing'}},
+    Returns ``{'lockspaces': {name: {'host_id', 'path', 'adding', 'removing', 'detail'}},
     'resources': {lockspace: {resource: {'mode': 'ex'|'sh', 'orphan': bool}}}}``. A lockspace line
     ends with ``ADD`` while sanlock is still joining it (a lock-start is waiting for its delta lease)
     and ``REM`` while leaving it. lvmlockd names an LV's resource by the LV's UUID; a shared lease
-    ends with ``:SH``; leases left behind by a dead lvmlockd are flagged ``ORPHAN``.
+    ends with ``:SH``; leases left behind by a dead lvmlockd are flagged ``ORPHAN``. With ``-D``, the
+    indented ``key=value`` lines under a lockspace (``renew_fail``, ``space_dead``,
+    ``renewal_last_result``...) are its ``detail``.
     """
     lockspaces, resources = {}, {}
+    current = None  # the lockspace whose -D detail lines follow
     for line in text.splitlines():
         fields = line.split()
+        if current is not None and line[:1].isspace() and len(fields) == 1 and '=' in fields[0]:
+            key, value = fields[0].split('=', 1)
+            current['detail'][key] = value
+            continue
+        current = None
         if len(fields) < 2 or fields[0] not in ('s', 'r'):
             continue
         if fields[0] == 's':
             # s LOCKSPACE:HOST_ID:PATH:OFFSET [ADD|REM]
             name, host_id, rest = (fields[1].split(':', 2) + ['', ''])[:3]
             flags = fields[2:]
-            lockspaces[name] = dict(host_id=int(host_id) if host_id.isdigit() else None,
-                                    path=rest.rsplit(':', 1)[0], adding='ADD' in flags, removing='REM' in flags)
+            current = lockspaces[name] = dict(host_id=int(host_id) if host_id.isdigit() else None,
+                                              path=rest.rsplit(':', 1)[0], adding='ADD' in flags,
+                                              removing='REM' in flags, detail={})
         else:
             # r LOCKSPACE:RESOURCE:PATH:OFFSET[:LVER|:SH] p PID [ORPHAN]
             parts = fields[1].split(':')
@@ -144,14 +154,40 @@ def lv_mode(row, lease):
     return 'shared' if lease['mode'] == 'sh' else 'exclusive'
 
 
+def lease_state(detail):
+    """held / failing / lost of a lockspace's delta lease, from its ``sanlock client status -D`` detail:
+    ``space_dead`` once its renewals failed past the lease's life (sanlock then kills what holds its
+    leases), ``renew_fail`` while they fail (the storage of the leases is unreachable)."""
+    if detail.get('space_dead', '0') != '0':
+        return 'lost'
+    if detail.get('renew_fail', '0') != '0':
+        return 'failing'
+    return 'held'
+
+
 def lockspace_facts(vg_name, status, host_id):
     """What the module returns about the VG's lockspace on this host."""
     space = status['lockspaces'].get(LOCKSPACE_PREFIX + vg_name)
     if not space:
-        return dict(name=LOCKSPACE_PREFIX + vg_name, joined=False, joining=False, host_id=host_id, locks=0)
+        return dict(name=LOCKSPACE_PREFIX + vg_name, joined=False, joining=False, host_id=host_id, locks=0,
+                    lease=None)
     return dict(name=LOCKSPACE_PREFIX + vg_name, joined=not space['adding'] and not space['removing'],
                 joining=space['adding'], host_id=space['host_id'], path=space['path'],
-                locks=len(status['resources'].get(LOCKSPACE_PREFIX + vg_name, {})))
+                locks=len(status['resources'].get(LOCKSPACE_PREFIX + vg_name, {})),
+                lease=lease_state(space['detail']), renewal_last_result=space['detail'].get('renewal_last_result'))
+
+
+def lease_problem(lockspace, lvs):
+    """Why the VG's locks protect nothing on this host any more, or None: its lockspace's lease is
+    failing or lost (the storage holding the leases went away), while LVs may still be active here."""
+    if lockspace.get('lease') in (None, 'held'):
+        return None
+    active = sorted(lv['lv_name'] for lv in lvs if lv.get('mode') != 'inactive')
+    return ('the lease of lockspace %s is %s (sanlock cannot renew it on its storage, renewal_last_result=%s): '
+            'the locks of this host protect nothing%s; stop what uses the VG, then run '
+            'playbooks/recover_shared_lvm.yml once its storage is back'
+            % (lockspace['name'], lockspace['lease'], lockspace.get('renewal_last_result'),
+               ' while %s stay active here' % ', '.join(active) if active else ''))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -89,8 +89,10 @@ def run(module):
         config, errors = read_setup()
         vg, lvs, status = read_state(runner, spec['name'], sanlock_may_be_down=True)
         vg_facts, lv_facts = facts(vg, lvs)
-        module.exit_json(changed=False, vg=vg_facts, lvs=lv_facts, problems=errors, commands=[],
-                         lockspace=sanlock.lockspace_facts(spec['name'], status, config.get('host_id')))
+        lockspace = sanlock.lockspace_facts(spec['name'], status, config.get('host_id'))
+        lost = sanlock.lease_problem(lockspace, lvs)
+        module.exit_json(changed=False, vg=vg_facts, lvs=lv_facts, problems=errors + ([lost] if lost else []),
+                         commands=[], lockspace=lockspace)
 
     # Everything that decides what to change is read under the host lock.
     with host_lock(module):
@@ -106,6 +108,12 @@ def run(module):
         host_id = config['host_id']
         vg, lvs, status = read_state(runner, spec['name'])
         lockspace = sanlock.lockspace_facts(spec['name'], status, host_id)
+        lost = sanlock.lease_problem(lockspace, lvs)
+        if lost:
+            # fail closed: no lock taken or released here means anything until the lockspace is recovered
+            vg_facts, lv_facts = facts(vg, lvs)
+            module.fail_json(msg='refused, nothing was changed: ' + lost, commands=[], vg=vg_facts,
+                             lockspace=lockspace, lvs=lv_facts)
         before = sanlock.view(vg, lvs, lockspace)
         other_hosts = []
         if spec['state'] == 'absent' and vg and lockspace['joined']:

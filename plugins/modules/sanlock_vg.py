@@ -25,6 +25,10 @@ description:
   - V(query) changes nothing and fails on nothing but unreadable state; it reports the VG, the lockspace,
     each LV's mode (also from the leases a dead lvmlockd left ORPHAN in sanlock) and, in RV(problems),
     what keeps the host from using the VG. The recovery playbook reads the host with it.
+  - When the lockspace's lease is failing or lost (sanlock cannot renew it, because the storage that holds
+    the leases is gone, for example a storage node down for longer than the lease lives), the host's locks
+    protect nothing. V(query) reports it in RV(problems) and every other state fails closed, naming the
+    LVs still active here and the recovery to run.
   - O(lvs) lists plain (linear) LVs of the VG with their size and their activation mode on this host,
     V(exclusive), V(shared) or V(inactive). An LV whose lock another host holds fails with a message
     naming the LV.
@@ -172,7 +176,17 @@ lockspace:
     locks:
       description: Number of resource leases (LV locks) this host holds in it.
       type: int
-  sample: {name: lvm_shared, joined: true, joining: false, host_id: 1, path: /dev/mapper/shared-lvmlock, locks: 1}
+    lease:
+      description:
+        - The state of this host's lease in it, from C(sanlock client status -D), null when not joined.
+        - V(held); V(failing) while sanlock fails to renew it (C(renew_fail)); V(lost) once it expired
+          (C(space_dead)), when sanlock kills what holds its leases.
+      type: str
+    renewal_last_result:
+      description: sanlock's result of the last renewal (1 on success, negative on failure, -202 for an I/O timeout).
+      type: str
+  sample: {name: lvm_shared, joined: true, joining: false, host_id: 1, path: /dev/mapper/shared-lvmlock, locks: 1,
+           lease: held, renewal_last_result: "1"}
 lvs:
   description:
     - Every LV of the VG (the lock LV excepted) and its lock mode on this host.
@@ -185,7 +199,8 @@ lvs:
     vm-compute1: {size: 10737418240, activation: exclusive, orphan: false, path: /dev/shared/vm-compute1, attr: -wi-a-----}
 problems:
   description:
-    - With O(state=query), what keeps this host from using the VG (unset C(use_lvmlockd) or C(host_id), a lock daemon down).
+    - With O(state=query), what keeps this host from using the VG (unset C(use_lvmlockd) or C(host_id), a lock daemon
+      down, a lockspace lease that is failing or lost).
     - In check mode on a host that is not ready yet, the same, and the O(pvs) that are not there.
   returned: when O(state=query), and in check mode when RV(ready) is false
   type: list

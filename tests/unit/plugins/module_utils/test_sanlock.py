@@ -62,13 +62,13 @@ def test_is_active_maps_lines_to_units_in_order():
 def test_sanlock_status_without_lockspace():
     assert sanlock.parse_sanlock_status(out('sanlock_status_empty')) == {'lockspaces': {}, 'resources': {}}
     facts = sanlock.lockspace_facts('shared', sanlock.parse_sanlock_status(out('sanlock_status_empty')), 1)
-    assert facts == {'name': 'lvm_shared', 'joined': False, 'joining': False, 'host_id': 1, 'locks': 0}
+    assert facts == {'name': 'lvm_shared', 'joined': False, 'joining': False, 'host_id': 1, 'locks': 0, 'lease': None}
 
 
 def test_sanlock_status_joined_after_vgcreate():
     status = sanlock.parse_sanlock_status(out('sanlock_status_joined'))
     assert status['lockspaces'] == {'lvm_shared': {'host_id': 1, 'path': '/dev/mapper/shared-lvmlock',
-                                                   'adding': False, 'removing': False}}
+                                                   'adding': False, 'removing': False, 'detail': {}}}
     assert sanlock.lockspace_facts('shared', status, 1)['joined'] is True
     assert sanlock.lockspace_facts('other', status, 1)['joined'] is False
 
@@ -297,3 +297,42 @@ def test_check_mode_on_a_host_not_ready_predicts_a_change_for_present_and_starte
     assert sanlock.check_mode_prediction(spec(state='present', pvs=['/dev/mapper/shared-lun']), []) is None
     for other in ('stopped', 'absent', 'query'):
         assert sanlock.check_mode_prediction(spec(state=other), problems) is None
+
+
+# ---------------------------------------------------------------- a lockspace whose lease is lost
+# sanlock_status_D_joined / _lease_lost: `sanlock client status -D` on compute1 of the cinder lab (VG
+# shared on the multipath LUN of storage1, disk-compute1 exclusive, images shared), before storage1's
+# power was cut and 100 s after (storage1 off 150 s): the plain listing is the same in both.
+
+def test_the_detail_of_sanlock_status_tells_a_held_lease_from_a_lost_one():
+    held = sanlock.parse_sanlock_status(out('sanlock_status_D_joined'))
+    lost = sanlock.parse_sanlock_status(out('sanlock_status_D_lease_lost'))
+    assert held['resources'] == lost['resources'] and len(lost['resources']['lvm_shared']) == 2
+    assert sorted(r['mode'] for r in lost['resources']['lvm_shared'].values()) == ['ex', 'sh']
+    facts = sanlock.lockspace_facts('shared', held, 1)
+    assert (facts['joined'], facts['lease'], facts['renewal_last_result']) == (True, 'held', '1')
+    facts = sanlock.lockspace_facts('shared', lost, 1)
+    assert (facts['joined'], facts['lease'], facts['renewal_last_result']) == (True, 'lost', '-202')
+    # the daemon's and clients' own detail lines are not a lockspace's
+    assert set(lost['lockspaces']) == {'lvm_shared'}
+    assert lost['lockspaces']['lvm_shared']['detail']['space_dead'] == '1'
+
+
+def test_a_listing_without_detail_reads_as_held_and_a_failing_renewal_as_failing():
+    assert state()[2]['lease'] == 'held'
+    assert sanlock.lease_state({'renew_fail': '1', 'space_dead': '0'}) == 'failing'
+    assert sanlock.lockspace_facts('other', sanlock.parse_sanlock_status(out('sanlock_status_D_joined')), 1)[
+        'lease'] is None
+
+
+def test_a_lost_lease_is_a_problem_that_names_the_active_lvs_and_the_recovery():
+    lvs = sanlock.parse_lvs(out('lvs_modes'), {})
+    lost = sanlock.lockspace_facts('shared', sanlock.parse_sanlock_status(out('sanlock_status_D_lease_lost')), 1)
+    problem = sanlock.lease_problem(lost, lvs)
+    active = sorted(lv['lv_name'] for lv in lvs if lv['mode'] != 'inactive')
+    assert active and problem == (
+        'the lease of lockspace lvm_shared is lost (sanlock cannot renew it on its storage, renewal_last_result=-202): '
+        'the locks of this host protect nothing while %s stay active here; stop what uses the VG, then run '
+        'playbooks/recover_shared_lvm.yml once its storage is back' % ', '.join(active))
+    held = sanlock.lockspace_facts('shared', sanlock.parse_sanlock_status(out('sanlock_status_D_joined')), 1)
+    assert sanlock.lease_problem(held, lvs) is None
