@@ -5,9 +5,9 @@
 #   2. antsibull-docs renders the collection as installed (.venv links it): modules, filters,
 #      roles from their meta/argument_specs.yml, and the guides of docs/docsite/;
 #   3. Sphinx builds it with warnings as errors.
-# The generated pages link to two labels of the Ansible docs (common return values, configuration
-# settings). Sphinx resolves them through an intersphinx inventory that this script writes, so the
-# build never needs the network.
+# The generated pages link to three labels of the Ansible docs (common return values, configuration
+# settings, callback plugins). Sphinx resolves them through an intersphinx inventory that this
+# script writes, so the build never needs the network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"  # antsibull-docs and sphinx-build of the pinned venv
@@ -27,6 +27,7 @@ labels = [  # label, page, anchor, title in the Ansible docs
      "Return Values"),
     ("ansible_configuration_settings", "reference_appendices/config.html", "ansible-configuration-settings",
      "Ansible Configuration Settings"),
+    ("callback_plugins", "plugins/callback.html", "callback-plugins", "Callback plugins"),
 ]
 body = "".join(f"{label} std:label -1 {page}#{anchor} {title}\n" for label, page, anchor, title in labels)
 with open(f"{out}/ansible_devel.inv", "wb") as inv:
