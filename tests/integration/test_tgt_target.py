@@ -6,6 +6,7 @@ nothing here touches them.
 """
 
 import json
+import os
 import time
 
 import pytest
@@ -153,8 +154,8 @@ def test_iothreads_restart_an_idle_tgtd_and_only_warn_a_busy_one(tgt_lab):
     dropin = '/etc/systemd/system/tgt.service.d/itest-iothreads.conf'
     idle = PREFIX + 'threads'
     assert 'Target ' not in show(lab), 'the lab tgtd exports targets of other tests: ' + show(lab)
-    lab.sh("printf '[Service]\\nExecStart=\\nExecStart=/usr/sbin/tgtd -f --nr_iothreads 4\\n' > %s && "
-           "systemctl daemon-reload" % dropin)
+    lab.sh("mkdir -p %s && printf '[Service]\\nExecStart=\\nExecStart=/usr/sbin/tgtd -f --nr_iothreads 4\\n' > %s && "
+           "systemctl daemon-reload" % (os.path.dirname(dropin), dropin))
     try:
         assert '--nr_iothreads' not in tgtd_cmdline(lab)
         result = lab.module('tgt_target', dict(targets=[], iothreads=4))
@@ -174,8 +175,8 @@ def test_iothreads_restart_an_idle_tgtd_and_only_warn_a_busy_one(tgt_lab):
     finally:
         lab.sh('tgtadm --lld iscsi --mode target --op delete --force --tid $(tgtadm --lld iscsi --mode target '
                '--op show | sed -n "s/^Target \\([0-9]*\\): %s$/\\1/p")' % idle, check=False)
-        lab.sh('rm -f %s /etc/tgt/conf.d/openblock-%s.conf && systemctl daemon-reload && systemctl restart tgt'
-               % (dropin, idle), check=False)
+        lab.sh('rm -f %s /etc/tgt/conf.d/openblock-%s.conf && rmdir --ignore-fail-on-non-empty %s && '
+               'systemctl daemon-reload && systemctl restart tgt' % (dropin, idle, os.path.dirname(dropin)), check=False)
     assert '--nr_iothreads' not in tgtd_cmdline(lab)
 
 
