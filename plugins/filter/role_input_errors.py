@@ -21,6 +21,7 @@ from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
 from ansible_collections.openblock.storage.plugins.module_utils.multipath import alias_errors
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error, parse_portal
 from ansible_collections.openblock.storage.plugins.module_utils.sizes import SizeError, parse_percent, parse_size
+from ansible_collections.openblock.storage.plugins.module_utils.tgt import IOTHREADS_RANGE
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import _account as tgt_account
 
 _FILTER_RE = re.compile(r'^a(.).*\1$')
@@ -152,9 +153,10 @@ def storage_node_errors(values, groups, hostvars):
     if not thick:
         errors += _thin_pool_errors(values)
     iothreads = values.get('storage_node_tgt_iothreads')
-    if iothreads is not None and not (str(iothreads).isdigit() and 1 <= int(iothreads) <= 128):
-        errors.append('storage_node_tgt_iothreads=%r: give tgtd a whole number of 1 to 128 I/O threads per LUN, '
-                      'or null for its default of 16' % (iothreads,))
+    low, high = IOTHREADS_RANGE  # the bound tgt_target checks too
+    if iothreads is not None and not (str(iothreads).isdigit() and low <= int(iothreads) <= high):
+        errors.append('storage_node_tgt_iothreads=%r: give tgtd a whole number of %d to %d I/O threads per LUN, '
+                      'or null for its default of 16' % (iothreads, low, high))
     prefix = values.get('storage_node_iqn_prefix')
     error = _prefix_error(prefix, 'storage_node_iqn_prefix', 'volume-1', 'iqn.2010-10.org.openstack:')
     if error:

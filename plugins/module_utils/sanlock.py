@@ -333,6 +333,10 @@ def plan(spec, vg, lvs, lockspace, other_hosts=()):
     hosts that hold the VG's lockspace (read only for state=absent).
     """
     name, state, force = spec['name'], spec['state'], spec['force']
+    lost = lease_problem(lockspace, lvs)
+    if lost:
+        # fail closed: no lock taken or released here means anything until the lockspace is recovered
+        raise Refusal(['refused, nothing was changed: ' + lost])
     expected = copy.deepcopy(view(vg, lvs, lockspace))
     actions, refusals = [], []
     joined = bool(lockspace.get('joined'))

@@ -108,12 +108,6 @@ def run(module):
         host_id = config['host_id']
         vg, lvs, status = read_state(runner, spec['name'])
         lockspace = sanlock.lockspace_facts(spec['name'], status, host_id)
-        lost = sanlock.lease_problem(lockspace, lvs)
-        if lost:
-            # fail closed: no lock taken or released here means anything until the lockspace is recovered
-            vg_facts, lv_facts = facts(vg, lvs)
-            module.fail_json(msg='refused, nothing was changed: ' + lost, commands=[], vg=vg_facts,
-                             lockspace=lockspace, lvs=lv_facts)
         before = sanlock.view(vg, lvs, lockspace)
         other_hosts = []
         if spec['state'] == 'absent' and vg and lockspace['joined']:

@@ -336,3 +336,12 @@ def test_a_lost_lease_is_a_problem_that_names_the_active_lvs_and_the_recovery():
         'playbooks/recover_shared_lvm.yml once its storage is back' % ', '.join(active))
     held = sanlock.lockspace_facts('shared', sanlock.parse_sanlock_status(out('sanlock_status_D_joined')), 1)
     assert sanlock.lease_problem(held, lvs) is None
+
+
+def test_every_planned_state_is_refused_while_the_lease_is_lost():
+    lvs = sanlock.parse_lvs(out('lvs_modes'), {})
+    lost = sanlock.lockspace_facts('shared', sanlock.parse_sanlock_status(out('sanlock_status_D_lease_lost')), 1)
+    vg = sanlock.parse_vg(out('vgs_shared'))
+    for wanted in ('present', 'started', 'stopped', 'absent'):
+        with pytest.raises(Refusal, match=r'^refused, nothing was changed: the lease of lockspace lvm_shared is lost'):
+            sanlock.plan(spec(state=wanted), vg, lvs, lost)
