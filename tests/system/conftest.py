@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from lab_shell import LABCTL, sh
 
 REPO = Path(__file__).resolve().parents[2]
-LABCTL = [sys.executable, str(REPO / 'lab' / 'labctl')]
 BIN = Path(sys.executable).parent
 COMPUTES = ['compute1', 'compute2']
 NODES = ['storage1'] + COMPUTES
@@ -59,12 +59,11 @@ class Cluster:
 
     def sh(self, node, command, check=True, timeout=600):
         """Run ``command`` with bash on ``node`` as root; return (rc, stdout, stderr)."""
-        proc = subprocess.run(LABCTL + ['ssh', node, command], env=self.env, capture_output=True, text=True,
-                              check=False, timeout=timeout)
-        if check and proc.returncode != 0:
+        result = sh(node, command, env=self.env, timeout=timeout)
+        if check and result.rc != 0:
             raise AssertionError('on %s: %r exited %d\nstdout: %s\nstderr: %s'
-                                 % (node, command, proc.returncode, proc.stdout, proc.stderr))
-        return proc.returncode, proc.stdout, proc.stderr
+                                 % (node, command, result.rc, result.stdout, result.stderr))
+        return result
 
     def out(self, node, command):
         return self.sh(node, command)[1]
@@ -80,11 +79,12 @@ class Cluster:
             assert proc.returncode == 0, output[-5000:]
         return proc.returncode, output, time.monotonic() - started
 
-    def reboot(self, node, power_loss=False):
-        """Reboot ``node`` (with power_loss, kill its qemu instead of shutting it down); return seconds."""
+    def reboot(self, node, power_loss=False, off=0):
+        """Reboot ``node`` (with power_loss, kill its qemu instead of shutting it down, and keep it off
+        ``off`` seconds); return seconds."""
         started = time.monotonic()
-        subprocess.run(LABCTL + ['reboot'] + (['--power-loss'] if power_loss else []) + [node], env=self.env,
-                       check=True, timeout=600)
+        subprocess.run(LABCTL + ['reboot'] + (['--power-loss', '--off', str(off)] if power_loss else []) + [node],
+                       env=self.env, check=True, timeout=900)
         return time.monotonic() - started
 
     def state(self):

@@ -2,7 +2,8 @@
 
 Each test records the state before, injects one fault, waits (bounded) for recovery and checks the
 state after; writes in flight go through compute1's multipath device and are checked with sha256
-on both ends. Tests run in file order and each leaves the lab converged for the next. A compute
+on both ends. Tests run in file order and each leaves the lab converged for the next, but the last
+(storage1's power cut), after which the computes' leases of the shared VG are lost. A compute
 node's reboot is the shared_lvm scenario's (logins, lock-start and consumer in order, paths back).
 """
 
@@ -20,6 +21,9 @@ MAP = '/dev/mapper/%s' % VOLUME
 LV = '/dev/cinder-volumes/volume-%s' % VOLUME
 WRITE_MIB = 32
 TOPOLOGY = tomllib.loads((REPO / 'lab/topologies/cinder.toml').read_text())
+SHARED_VG = 'shared'  # inventories/lab/group_vars/compute_nodes.yml: on a LUN of storage1
+# sanlock gives up a lease it could not renew for 8 I/O timeouts (lvmlockd's: 10 s): 80 s
+LEASE_RENEWAL_LIMIT = 80
 
 
 def targets(cluster):
@@ -66,6 +70,16 @@ def finish_write(cluster, timeout):
     read = 'dd if=%s bs=1M count=%d iflag=direct status=none | sha256sum'
     assert cluster.out('compute1', read % (MAP, WRITE_MIB)).split()[0] == sent
     assert cluster.out('storage1', read % (LV, WRITE_MIB)).split()[0] == sent
+
+
+def shared_vg(cluster):
+    """compute -> sanlock_vg's query of the shared VG there (one ad-hoc run for both computes)."""
+    proc = subprocess.run([str(BIN / 'ansible'), 'compute_nodes', '-o', '-m', 'openblock.storage.sanlock_vg',
+                           '-a', json.dumps({'name': SHARED_VG, 'state': 'query'})], cwd=REPO, env=cluster.env,
+                          capture_output=True, text=True, check=False, timeout=600)
+    found = dict((host, json.loads(body)) for host, body in re.findall(r'^(\S+) \| \S+ => (\{.*\})$', proc.stdout, re.M))
+    assert sorted(found) == COMPUTES, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return found
 
 
 def test_check_mode_on_the_converged_lab_reports_no_change(cluster):
@@ -121,13 +135,22 @@ def test_two_runs_at_once_serialize(cluster, tmp_path):
 
 
 def test_tgt_restart_during_a_write(cluster):
+    """tgtd restarted under a writer: the targets come back as they were, the write ends without error,
+    and the restart is short enough that the computes' sanlock keeps its leases of the shared VG, whose
+    LUN storage1 exports too (a stop that failed and waited for systemd's 90 s kill lost them all)."""
     before = targets(cluster)
     assert paths_healthy(cluster)
     start_write(cluster)
+    started = time.monotonic()
     cluster.sh('storage1', 'systemctl restart tgt')
+    took = time.monotonic() - started
+    assert took < LEASE_RENEWAL_LIMIT / 2, 'systemctl restart tgt took %.0f s' % took
     finish_write(cluster, timeout=240)
     assert targets(cluster) == before
     cluster.wait_for('both paths of every map active again after the tgt restart', lambda: paths_healthy(cluster), 180)
+    for node, query in shared_vg(cluster).items():
+        assert query['lockspace']['lease'] == 'held' and not query['problems'], (node, query['lockspace'])
+    print('tgt restart: %.0f s, the shared VG\'s leases held on both computes' % took)
 
 
 def test_storage_link_down_during_a_write(cluster):
@@ -149,18 +172,25 @@ def test_storage_link_down_during_a_write(cluster):
 
 
 def test_storage_node_power_loss_during_a_synchronous_write(cluster):
-    """storage1's qemu killed under a writer whose writes are acknowledged once stable. Every write the
-    initiator saw acknowledged must be on disk, which the checksum of the whole pattern on both ends
-    shows (each MiB is written once, after the one before was acknowledged); the write must end without
-    an I/O error (multipath queues while no path is there); the VG, the pool and the targets come
-    back by themselves. (A clean stop of tgtd is the tgt restart test's; a clean reboot is no harder
-    than this.)"""
+    """storage1's qemu killed under a writer whose writes are acknowledged once stable, and kept off
+    long enough that the computes' sanlock cannot renew its leases of the shared VG (on storage1's
+    LUN). Every write the initiator saw acknowledged must be on disk, which the checksum of the whole
+    pattern on both ends shows (each MiB is written once, after the one before was acknowledged); the
+    write must end without an I/O error (multipath queues while no path is there); the VG, the pool
+    and the targets come back by themselves. The shared VG's locks do not, and sanlock_vg's query says
+    so on each compute, naming the way out. (The last test: it leaves the leases lost. The recovery
+    playbook's run after a killed lvmlockd is the shared_lvm scenario's; a clean stop of tgtd is the
+    tgt restart test's; a clean reboot is no harder than this.)"""
     before = targets(cluster)
+    held = shared_vg(cluster)
+    for node, query in held.items():
+        assert query['lockspace']['lease'] == 'held' and not query['problems'], (node, query)
     boot_id = cluster.out('storage1', 'cat /proc/sys/kernel/random/boot_id')
     start_write(cluster, flags='direct,dsync')
     time.sleep(4)  # a few MiB acknowledged before the power goes
     assert cluster.sh('compute1', 'test -e /root/fault-write.rc', check=False)[0] != 0, 'the write ended too early'
-    took = cluster.reboot('storage1', power_loss=True)
+    # the renewal limit runs from the last renewal (at most 20 s before the cut); the boot adds a minute
+    took = cluster.reboot('storage1', power_loss=True, off=LEASE_RENEWAL_LIMIT - 50)
     assert cluster.out('storage1', 'cat /proc/sys/kernel/random/boot_id') != boot_id
     finish_write(cluster, timeout=420)
     assert targets(cluster) == before
@@ -173,3 +203,9 @@ def test_storage_node_power_loss_during_a_synchronous_write(cluster):
     assert 'fail' not in journal.lower() and 'needs_check' not in journal, journal
     cluster.wait_for('both paths of every map active again after the power loss', lambda: paths_healthy(cluster), 240)
     print('storage1 power loss: back in %.0f s' % took)
+    # the storage is back, the leases are not: the query says so, naming the LVs still active and the way out
+    lost = shared_vg(cluster)
+    for node, query in lost.items():
+        assert query['lockspace']['lease'] == 'lost', (node, query['lockspace'])
+        assert any('recover_shared_lvm.yml' in problem for problem in query['problems']), (node, query['problems'])
+    print('shared VG after the outage: lease lost on %s, reported by the query' % ' and '.join(sorted(lost)))
