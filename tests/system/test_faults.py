@@ -13,6 +13,7 @@ import subprocess
 import time
 import tomllib
 
+import yaml
 from conftest import BIN, COMPUTES, REPO, assert_same_state, recap
 from multipath_maps import maps_on_two_running_paths
 
@@ -21,7 +22,8 @@ MAP = '/dev/mapper/%s' % VOLUME
 LV = '/dev/cinder-volumes/volume-%s' % VOLUME
 WRITE_MIB = 32
 TOPOLOGY = tomllib.loads((REPO / 'lab/topologies/cinder.toml').read_text())
-SHARED_VG = 'shared'  # inventories/lab/group_vars/compute_nodes.yml: on a LUN of storage1
+# the shared VG of the lab inventory, on a LUN of storage1
+SHARED_VG = yaml.safe_load((REPO / 'inventories/lab/group_vars/compute_nodes.yml').read_text())['shared_lvm_vg']
 # sanlock gives up a lease it could not renew for 8 I/O timeouts (lvmlockd's: 10 s): 80 s
 LEASE_RENEWAL_LIMIT = 80
 
@@ -80,6 +82,12 @@ def shared_vg(cluster):
     found = dict((host, json.loads(body)) for host, body in re.findall(r'^(\S+) \| \S+ => (\{.*\})$', proc.stdout, re.M))
     assert sorted(found) == COMPUTES, proc.stdout[-3000:] + proc.stderr[-2000:]
     return found
+
+
+def assert_leases_held(cluster):
+    """Each compute holds its lease of the shared VG and the query finds nothing wrong."""
+    for node, query in shared_vg(cluster).items():
+        assert query['lockspace']['lease'] == 'held' and not query['problems'], (node, query)
 
 
 def test_check_mode_on_the_converged_lab_reports_no_change(cluster):
@@ -148,8 +156,7 @@ def test_tgt_restart_during_a_write(cluster):
     finish_write(cluster, timeout=240)
     assert targets(cluster) == before
     cluster.wait_for('both paths of every map active again after the tgt restart', lambda: paths_healthy(cluster), 180)
-    for node, query in shared_vg(cluster).items():
-        assert query['lockspace']['lease'] == 'held' and not query['problems'], (node, query['lockspace'])
+    assert_leases_held(cluster)
     print('tgt restart: %.0f s, the shared VG\'s leases held on both computes' % took)
 
 
@@ -182,9 +189,7 @@ def test_storage_node_power_loss_during_a_synchronous_write(cluster):
     playbook's run after a killed lvmlockd is the shared_lvm scenario's; a clean stop of tgtd is the
     tgt restart test's; a clean reboot is no harder than this.)"""
     before = targets(cluster)
-    held = shared_vg(cluster)
-    for node, query in held.items():
-        assert query['lockspace']['lease'] == 'held' and not query['problems'], (node, query)
+    assert_leases_held(cluster)
     boot_id = cluster.out('storage1', 'cat /proc/sys/kernel/random/boot_id')
     start_write(cluster, flags='direct,dsync')
     time.sleep(4)  # a few MiB acknowledged before the power goes
