@@ -324,7 +324,9 @@ def qemu_argv(*, vm_name, accel, kernel, initrd, append, overlay, ssh_port, nics
         "qemu-system-x86_64",
         "-name", vm_name,
         "-machine", f"q35,accel={accel}",
-        "-cpu", "max" if accel == "tcg" else "host",
+        # erms/fsrm off: with them the guest kernel and glibc copy memory with `rep movsb`, which TCG
+        # emulates a byte at a time; without them a module run is ~15% faster (dd from /dev/zero 6x).
+        "-cpu", "max,erms=off,fsrm=off" if accel == "tcg" else "host",
         "-m", str(VM_MEMORY_MIB), "-smp", str(VM_CPUS),
         # append=on: the console log keeps every boot of the VM, across `labctl reboot`.
         "-display", "none", "-monitor", "none",

@@ -69,8 +69,9 @@ class Action(object):
     run report ``changed``. ``timeout`` bounds the command, in seconds (default: by tool).
     """
 
-    def __init__(self, argv, why, secrets=(), ok_rcs=(0,), noop_rcs=(), timeout=None):
+    def __init__(self, argv, why, secrets=(), ok_rcs=(0,), noop_rcs=(), timeout=None, env=None):
         self.argv = [str(a) for a in argv]
+        self.env = dict(env or {})  # added to the command's environment
         self.why = why
         self.secrets = tuple(s for s in secrets if s)
         self.ok_rcs = tuple(ok_rcs)
@@ -167,11 +168,12 @@ class Runner(object):
         """Whether any action run so far changed the host (accepted no-op exit codes do not count)."""
         return any(action.changed_by(rc) for action, rc in self.results)
 
-    def _run(self, argv, timeout, shown, fail_extra=None):
+    def _run(self, argv, timeout, shown, fail_extra=None, env=None):
         """Run argv under its time bound; fail the module, naming the command, when it hangs."""
         started = time.monotonic()
         rc, out, err = self.module.run_command(
-            ['timeout', '--kill-after=%d' % KILL_AFTER, str(timeout)] + list(argv), environ_update=TOOL_ENV)
+            ['timeout', '--kill-after=%d' % KILL_AFTER, str(timeout)] + list(argv),
+            environ_update=dict(TOOL_ENV, **(env or {})))
         # timeout exits 124 when it stopped the command (137 when it had to kill it); a tool's own
         # 124 ends well before the bound.
         if rc in (124, 137) and time.monotonic() - started >= timeout:
@@ -225,7 +227,7 @@ class Runner(object):
             if isinstance(action, FileWrite):
                 rc, out, err = self._write(action)
             else:
-                rc, out, err = self._run(action.argv, action.timeout, action.shown(), fail_extra)
+                rc, out, err = self._run(action.argv, action.timeout, action.shown(), fail_extra, action.env)
             self.results.append((action, rc))
             if rc not in action.ok_rcs:
                 detail = (err or out).strip()

@@ -220,3 +220,63 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ---- packages: installed from one dpkg-query, missing ones in one apt-get install, first
+
+PACKAGES = ['tgt', 'nano', 'thin-provisioning-tools', 'nosuch-pkg']
+
+
+def test_parse_packages_on_recorded_output_installed_removed_and_unknown():
+    assert su.parse_packages(fixture('dpkg-query.bookworm'), PACKAGES) == {
+        'tgt': True, 'nano': False, 'thin-provisioning-tools': True, 'nosuch-pkg': False}
+
+
+def test_installed_packages_plan_nothing():
+    installed = su.parse_packages(fixture('dpkg-query.bookworm'), ['tgt', 'thin-provisioning-tools'])
+    actions, errors, before, after = su.plan(dict(packages=['tgt', 'thin-provisioning-tools']), {}, {},
+                                             packages=installed)[:4]
+    assert (actions, errors) == ([], [])
+    assert before['packages'] == after['packages'] == {'tgt': 'installed', 'thin-provisioning-tools': 'installed'}
+
+
+def test_missing_packages_are_installed_in_one_command_before_anything_else():
+    installed = su.parse_packages(fixture('dpkg-query.bookworm'), PACKAGES)
+    params = loop_params(packages=PACKAGES)
+    actions, errors, before, after, warnings = su.plan(params, FRESH_PATHS, shown('show-missing.bookworm', [LOOP]),
+                                                       packages=installed)
+    assert errors == []
+    first = actions[0]
+    assert first.argv == su.APT_INSTALL + ['nano', 'nosuch-pkg'] and first.env == {'DEBIAN_FRONTEND': 'noninteractive'}
+    assert not any(a.argv[0] == 'apt-get' for a in actions[1:])
+    assert before['packages'] == {'tgt': 'installed', 'nano': 'not installed', 'thin-provisioning-tools': 'installed',
+                                  'nosuch-pkg': 'not installed'}
+    assert set(after['packages'].values()) == {'installed'}
+    assert warnings == []
+
+
+def test_a_unit_not_known_before_its_package_is_installed_is_predicted_with_a_warning():
+    installed = su.parse_packages(fixture('dpkg-query.bookworm'), ['nano'])
+    params = dict(packages=['nano'], units=[dict(name=LOOP, enabled=True, state='started')])
+    actions, errors = su.plan(params, {}, shown('show-missing.bookworm', [LOOP]), packages=installed)[:2]
+    warnings = su.plan(params, {}, shown('show-missing.bookworm', [LOOP]), packages=installed)[4]
+    assert errors == []
+    assert [a.argv[:2] for a in actions] == [['apt-get', 'install'], ['systemctl', 'enable'], ['systemctl', 'start']]
+    assert len(warnings) == 1 and warnings[0].startswith('before installing nano: units[0].name=%s is not a unit' % LOOP)
+
+
+def test_an_unknown_unit_is_still_refused_when_no_package_is_missing():
+    installed = su.parse_packages(fixture('dpkg-query.bookworm'), ['tgt'])
+    params = dict(packages=['tgt'], units=[dict(name=LOOP, enabled=True, state='started')])
+    errors = su.plan(params, {}, shown('show-missing.bookworm', [LOOP]), packages=installed)[1]
+    assert len(errors) == 1 and 'is not a unit systemd knows' in errors[0]
+
+
+def test_package_names_are_checked_before_anything():
+    errors = su.spec_errors(dict(packages=['tgt=1:1.0.85', 'lvm2', 'lvm2', 'Tgt']))
+    assert errors == [
+        "packages[0]='tgt=1:1.0.85' is not a Debian package name (lower case letters, digits, + - .); write it like "
+        "lvm2-lockd, without a version or release",
+        "packages[2]='lvm2' is listed twice; list each package once",
+        "packages[3]='Tgt' is not a Debian package name (lower case letters, digits, + - .); write it like lvm2-lockd, "
+        "without a version or release"]
