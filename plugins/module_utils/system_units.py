@@ -136,8 +136,7 @@ def parse_packages(text, names):
     for line in text.splitlines():
         name, abbrev = line.partition('\t')[::2]
         status[name.strip()] = abbrev
-    return dict((name, len(status.get(name, '')) >= 3 and status[name][1] == 'i' and status[name][2] == ' ')
-                for name in names)
+    return dict((name, status.get(name, '')[1:3] == 'i ') for name in names)
 
 
 def read_path(path, with_text=True):

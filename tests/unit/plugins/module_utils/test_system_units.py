@@ -258,8 +258,8 @@ def test_missing_packages_are_installed_in_one_command_before_anything_else():
 def test_a_unit_not_known_before_its_package_is_installed_is_predicted_with_a_warning():
     installed = su.parse_packages(fixture('dpkg-query.bookworm'), ['nano'])
     params = dict(packages=['nano'], units=[dict(name=LOOP, enabled=True, state='started')])
-    actions, errors = su.plan(params, {}, shown('show-missing.bookworm', [LOOP]), packages=installed)[:2]
-    warnings = su.plan(params, {}, shown('show-missing.bookworm', [LOOP]), packages=installed)[4]
+    planned = su.plan(params, {}, shown('show-missing.bookworm', [LOOP]), packages=installed)
+    actions, errors, warnings = planned[0], planned[1], planned[4]
     assert errors == []
     assert [a.argv[:2] for a in actions] == [['apt-get', 'install'], ['systemctl', 'enable'], ['systemctl', 'start']]
     assert len(warnings) == 1 and warnings[0].startswith('before installing nano: units[0].name=%s is not a unit' % LOOP)
