@@ -25,7 +25,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 help:
 	@echo "make demo         boot the lab and converge playbooks/site.yml on it"
-	@echo "make test         everything CI runs: lint, sanity, unit, docs-check, then integration and system side by side; the core matrix throughout"
+	@echo "make test         everything CI runs: integration and system side by side, with lint, sanity, unit, docs-check and the core matrix beside them"
 	@echo "make plan         what site.yml would change, by host (check and diff mode, nothing changes)"
 	@echo "make docs         the HTML docsite in .build/docs/build/html"
 	@echo "make matrix       sanity and unit tests on every ansible-core of CORE_MATRIX ($(CORE_MATRIX))"
@@ -133,26 +133,23 @@ check-fresh: venv host-packages
 
 # The two lab topologies run side by side (1 + 3 VMs: the machine's 4 slots): the module tests on
 # `single` in the background, their lines prefixed with [single], while `system` runs on `cinder`.
-# Both labs boot while lint, sanity, unit and docs-check run; integration and system then reuse
-# them. `system` is the longer path, so the `single` side runs at a lower CPU priority (nice 3): on
-# 2 cores it takes the CPU the cinder VMs leave. The core matrix needs no VM and runs from the start
-# at the lowest priority (nice 19, lines prefixed with [matrix]), on the CPU the labs leave idle while
-# they wait (boots, reboots, timeouts); `make test` waits for it at the end.
+# Each starts as soon as its lab is up. `system` is the longer path, so the `single` side runs at a
+# lower CPU priority (nice 3): on 2 cores it takes the CPU the cinder VMs leave. The checks that need
+# no VM (lint, sanity, unit, docs-check, then the core matrix; -k: each runs even after a failure)
+# run from the start at the lowest priority (nice 19, lines prefixed with [checks]), on the CPU the
+# labs leave idle while they wait (boots, reboots, lease timeouts); `make test` waits for them at
+# the end and fails if any failed.
 NICE_SINGLE := nice -n 3
-NICE_MATRIX := nice -n 19
+NICE_CHECKS := nice -n 19
 test: venv host-packages
 	trap '$(MAKE) --no-print-directory lab-down' EXIT; \
-	( $(NICE_MATRIX) $(MAKE) --no-print-directory matrix 2>&1 | sed -u 's/^/[matrix] /' ) & matrix=$$!; \
-	( LAB_DIR=.build/lab-single $(NICE_SINGLE) $(LABCTL) up single 2>&1 | sed -u 's/^/[single] /' ) & boot_single=$$!; \
-	( LAB_DIR=.build/lab-cinder $(LABCTL) up cinder 2>&1 | sed -u 's/^/[cinder] /' ) & boot_cinder=$$!; \
-	rc=0; $(MAKE) --no-print-directory lint sanity unit docs-check || rc=$$?; \
-	wait $$boot_single || rc=$$((rc ? rc : 1)); wait $$boot_cinder || rc=$$((rc ? rc : 1)); \
-	if [ $$rc -ne 0 ]; then wait $$matrix; exit $$rc; fi; \
-	( $(NICE_SINGLE) $(MAKE) --no-print-directory integration 2>&1 | sed -u 's/^/[single] /' ) & single=$$!; \
-	$(MAKE) --no-print-directory system || rc=$$?; \
+	( $(NICE_CHECKS) $(MAKE) --no-print-directory -k lint sanity unit docs-check matrix 2>&1 | sed -u 's/^/[checks] /' ) & checks=$$!; \
+	( LAB_DIR=.build/lab-single $(NICE_SINGLE) $(LABCTL) up single 2>&1 | sed -u 's/^/[single] /' \
+	  && $(NICE_SINGLE) $(MAKE) --no-print-directory integration 2>&1 | sed -u 's/^/[single] /' ) & single=$$!; \
+	rc=0; LAB_DIR=.build/lab-cinder $(LABCTL) up cinder && $(MAKE) --no-print-directory system || rc=$$?; \
 	wait $$single || rc=$$((rc ? rc : 1)); \
-	started=$$SECONDS; wait $$matrix || rc=$$((rc ? rc : 1)); \
-	echo "make test: waited $$((SECONDS - started)) s for the core matrix after the labs"; \
+	started=$$SECONDS; wait $$checks || rc=$$((rc ? rc : 1)); \
+	echo "make test: waited $$((SECONDS - started)) s for the checks after the labs"; \
 	exit $$rc
 
 demo: venv host-packages

@@ -11,11 +11,12 @@ plus the state expected afterwards, or raises ``Refusal`` naming every step it w
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
     Refusal, name_error, parse_report, report_argv)
-from ansible_collections.openblock.storage.plugins.module_utils.plan import Action
+from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, FileWrite
 from ansible_collections.openblock.storage.plugins.module_utils.sizes import SizeError, human, parse_size, round_up
 
 SERVICES = ('wdmd', 'sanlock', 'lvmlockd')
@@ -25,6 +26,8 @@ MODES = ('exclusive', 'shared', 'inactive')
 LOCK_START_TIMEOUT = 300
 # lvmlockd names the sanlock lockspace of VG "x" "lvm_x".
 LOCKSPACE_PREFIX = 'lvm_'
+# A systemd unit name (with or without its .service suffix), never an option.
+UNIT_RE = re.compile(r'^[A-Za-z0-9_:@\\][A-Za-z0-9_.:@\\-]*$')
 
 VG_FIELDS = ('vg_name', 'vg_uuid', 'vg_attr', 'vg_lock_type', 'vg_extent_size', 'vg_size', 'vg_free',
              'lv_count')
@@ -195,6 +198,16 @@ def lease_problem(lockspace, lvs):
 
 def setup_errors(config, services):
     """What keeps this host from using a sanlock VG at all, each with what to fix."""
+    errors = config_errors(config)
+    down = [unit for unit in SERVICES if services.get(unit) != 'active']
+    if down:
+        errors.append('%s not running (%s); %s' % (', '.join(down), ', '.join('%s: %s' % (u, services.get(u))
+                                                                              for u in down), daemons_advice(down)))
+    return errors
+
+
+def config_errors(config):
+    """What is wrong with the host's lvmlockd settings (use_lvmlockd, host_id), each with what to fix."""
     errors = []
     if config.get('use_lvmlockd') != 1:
         errors.append('use_lvmlockd is %r in /etc/lvm/lvm.conf; set "use_lvmlockd = 1" in its global section '
@@ -206,10 +219,6 @@ def setup_errors(config, services):
     elif not 1 <= host_id <= HOST_ID_MAX:
         errors.append('host_id = %d in /etc/lvm/lvmlocal.conf is outside 1..%d; give this host a unique '
                       'number in that range' % (host_id, HOST_ID_MAX))
-    down = [unit for unit in SERVICES if services.get(unit) != 'active']
-    if down:
-        errors.append('%s not running (%s); %s' % (', '.join(down), ', '.join('%s: %s' % (u, services.get(u))
-                                                                              for u in down), daemons_advice(down)))
     return errors
 
 
@@ -295,9 +304,17 @@ def spec_of(params):
         lvs.append(dict(name=name, size=size, size_text=item.get('size'), activation=item.get('activation'),
                         state=item.get('state') or 'present', where=where))
     if lvs and state in ('stopped', 'absent', 'query'):
-        errors.append('lvs is only used with state=present or started; with state=%s drop it' % state)
+        errors.append('lvs is only used with state=present, started or recovered; with state=%s drop it' % state)
+    consumers = []
+    for index, unit in enumerate(params.get('consumers') or []):
+        if not isinstance(unit, str) or not UNIT_RE.match(unit):
+            errors.append('consumers[%d]=%r is not a systemd unit name; give one like nova-compute.service' % (index, unit))
+            continue
+        consumers.append(unit if '.' in unit else unit + '.service')
+    if consumers and state != 'recovered':
+        errors.append('consumers is only used with state=recovered; with state=%s drop it' % state)
     return dict(name=params['name'], state=state, pvs=list(devices), lvs=lvs, timeout=timeout,
-                force=bool(params.get('force'))), errors
+                force=bool(params.get('force')), consumers=consumers), errors
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,6 +482,122 @@ def plan(spec, vg, lvs, lockspace, other_hosts=()):
         raise Refusal(refusals)
     # The VG first (created or lock-started), then removals free space, then creations and modes.
     return prelude + removals + actions, expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Recovery of a host whose lock state is lost
+
+# The record of a recovery in progress: the LVs to reactivate in their modes and the consumers to
+# start again, kept until both are done, so that a run that fails half-way can be repeated.
+RECOVERY_DIR = '/var/lib/openblock-storage'
+SANLOCK_DEFAULTS = '/etc/default/sanlock'
+# "-w 0": sanlock does not drive the watchdog, so killing it does not reset the host (Debian's default).
+NO_WATCHDOG_RE = re.compile(r'^\s*sanlock_opts=["\']?(?:.*\s)?-w\s*0(?:["\'\s]|$)', re.M)
+
+
+def recovery_record_path(vg_name):
+    return '%s/sanlock_vg-%s.recovery.json' % (RECOVERY_DIR, vg_name)
+
+
+def parse_recovery_record(text, path):
+    """``{'lvs': {name: mode}, 'consumers': [unit]}`` of a record, None without one; a record that
+    does not read as one is refused (fail closed: it is all that knows the modes to restore)."""
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+        lvs, consumers = record['lvs'], record['consumers']
+        if all(mode in ('exclusive', 'shared') for mode in lvs.values()) and all(
+                isinstance(unit, str) for unit in consumers):
+            return dict(lvs=dict(lvs), consumers=list(consumers))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    raise Refusal(['the recovery record %s is not one this module wrote; it holds the LV modes an earlier run '
+                   'was restoring: read it, reactivate those LVs by hand (lvchange -aey or -asy), then remove '
+                   'it and re-run' % path])
+
+
+def recovery_reasons(lockspace, lvs, services, record):
+    """Why this host's lock state of the VG needs a recovery; empty when it is sound."""
+    reasons = []
+    if record is not None:
+        reasons.append('an earlier recovery did not finish')
+    down = [unit for unit in SERVICES if services.get(unit) != 'active']
+    if down:
+        reasons.append('%s not running' % ', '.join(down))
+    lost = lease_problem(lockspace, lvs)
+    if lost:
+        reasons.append(lost)
+    orphans = sorted(lv['lv_name'] for lv in lvs if lv['orphan'])
+    if orphans:
+        reasons.append('ORPHAN lease(s) of a dead lvmlockd on %s' % ', '.join(orphans))
+    unlocked = sorted(lv['lv_name'] for lv in lvs if lv['mode'] == 'unlocked')
+    if unlocked:
+        reasons.append('%s active without a lease' % ', '.join(unlocked))
+    active = [lv['lv_name'] for lv in lvs if lv['mode'] != 'inactive']
+    if active and not lockspace.get('joined'):
+        reasons.append('LV(s) active while the VG is not lock-started')
+    return reasons
+
+
+def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, consumer_states):
+    """Actions that give a host its lock state back, and the expected diff view.
+
+    Stop the consumers that run, record each active LV's mode (the record of an unfinished earlier
+    run wins), deactivate them, stop lvmlockd, kill sanlock (which forgets the orphaned leases;
+    other hosts see them expire), restart the lock daemons, lock-start the VG, reactivate each LV in
+    its mode, start the consumers again and drop the record. An LV active without a lease comes back
+    in the activation ``spec['lvs']`` gives it, else exclusive. A sound host gets no actions.
+    ``services``: unit -> state of the lock daemons; ``consumer_states``: unit -> state of
+    ``spec['consumers']``; ``sanlock_defaults``: the text of /etc/default/sanlock (None if missing).
+    """
+    name = spec['name']
+    if not vg:
+        raise Refusal(['state=recovered: volume group %s does not exist on this host; check that its LUN is '
+                       'visible (multipath -ll)' % name])
+    before = view(vg, lvs, lockspace)
+    reasons = recovery_reasons(lockspace, lvs, services, record)
+    if not reasons:
+        return [], copy.deepcopy(before), reasons
+    if services.get('sanlock') == 'active' and not NO_WATCHDOG_RE.search(sanlock_defaults or ''):
+        raise Refusal(['state=recovered: sanlock on this host drives the watchdog (%s has no sanlock_opts="-w 0"): '
+                       'killing it would reset the host; reboot the host instead, then run this again'
+                       % SANLOCK_DEFAULTS])
+    path = recovery_record_path(name)
+    actions = []
+    if record is None:
+        wanted = dict((item['name'], item['activation']) for item in spec['lvs'] if item['activation'])
+        modes = dict((lv['lv_name'], wanted.get(lv['lv_name'], 'exclusive') if lv['mode'] == 'unlocked'
+                      else lv['mode']) for lv in lvs if lv['mode'] != 'inactive')
+        modes = dict((lv, mode) for lv, mode in modes.items() if mode != 'inactive')
+        running = [unit for unit in spec['consumers'] if consumer_states.get(unit) == 'active']
+        record = dict(lvs=modes, consumers=running)
+        actions.append(FileWrite(path, json.dumps(record, indent=2, sort_keys=True) + '\n',
+                                 'record the modes of %s and the running consumers in %s'
+                                 % (', '.join(sorted(modes)) or 'no active LV', path), mode=0o600))
+    modes, running = record['lvs'], record['consumers']
+    targets = ['%s/%s' % (name, lv) for lv in sorted(modes)]
+    if running:
+        actions.append(Action(['systemctl', 'stop'] + running, 'stop %s, which use the VG' % ', '.join(running)))
+    if targets:
+        # Works without lvmlockd: the locks of these LVs are gone anyway.
+        actions.append(Action(['lvchange', '--activate', 'n'] + targets, 'deactivate %s' % ', '.join(targets)))
+    actions.append(Action(['systemctl', 'stop', 'lvmlockd.service'], 'stop lvmlockd'))
+    if services.get('sanlock') == 'active':
+        actions.append(Action(['systemctl', 'kill', '--signal=SIGKILL', 'sanlock.service'],
+                              'kill sanlock, which forgets the orphaned leases (other hosts see them expire)'))
+    for unit in SERVICES:
+        actions.append(Action(['systemctl', 'restart', '%s.service' % unit], 'restart %s' % unit))
+    actions.append(lock_start_action(name, spec['timeout'] or LOCK_START_TIMEOUT))
+    actions += [_activate('%s/%s' % (name, lv), modes[lv]) for lv in sorted(modes)]
+    if running:
+        actions.append(Action(['systemctl', 'start'] + running, 'start %s again' % ', '.join(running)))
+    actions.append(FileWrite(path, None, 'drop the record %s: the recovery is complete' % path))
+    expected = copy.deepcopy(before)
+    expected['lock_started'] = True
+    for lv_name, lv in expected['lvs'].items():
+        lv['activation'] = modes.get(lv_name, 'inactive' if lv['activation'] == 'unlocked' else lv['activation'])
+    return actions, expected, reasons
 
 
 def explain_failure(action, rc, output):

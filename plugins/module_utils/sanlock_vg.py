@@ -11,7 +11,8 @@ from ansible_collections.openblock.storage.plugins.module_utils import sanlock
 from ansible_collections.openblock.storage.plugins.module_utils.devices import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
     Refusal, parse_signatures, read_pvs, signature_argv)
-from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, Runner, diff_result, host_lock
+from ansible_collections.openblock.storage.plugins.module_utils.plan import (
+    Action, Runner, diff_result, host_lock, read_text)
 
 
 def read_state(runner, name, sanlock_may_be_down=False):
@@ -63,6 +64,45 @@ def facts(vg, lvs):
     return vg_facts, lv_facts
 
 
+def recover(module, runner, spec):
+    """state=recovered: read what the lock state and an unfinished earlier run left, plan, apply, report."""
+    with host_lock(module):
+        # Lock daemons that are down are what a recovery repairs; the host's own settings are not.
+        config = sanlock.parse_lvmconfig(runner.read(sanlock.CONFIG_ARGV, what='reading the lvmlockd settings')[1])
+        errors = sanlock.config_errors(config)
+        if errors:
+            module.fail_json(msg='this host is not ready for a sanlock VG: ' + '; '.join(errors), errors=errors,
+                             commands=[])
+        services = sanlock.parse_is_active(runner.read(sanlock.SERVICES_ARGV, ok_rcs=(0, 3, 4))[1])
+        vg, lvs, status = read_state(runner, spec['name'], sanlock_may_be_down=True)
+        lockspace = sanlock.lockspace_facts(spec['name'], status, config['host_id'])
+        consumer_states = {}
+        if spec['consumers']:
+            out = runner.read(['systemctl', 'is-active'] + spec['consumers'], ok_rcs=None)[1]
+            consumer_states = sanlock.parse_is_active(out, units=spec['consumers'])
+        path = sanlock.recovery_record_path(spec['name'])
+        try:
+            record = sanlock.parse_recovery_record(read_text(path), path)
+            actions, expected, reasons = sanlock.plan_recovery(
+                spec, vg, lvs, lockspace, services, record, read_text(sanlock.SANLOCK_DEFAULTS), consumer_states)
+        except Refusal as refusal:
+            vg_facts, lv_facts = facts(vg, lvs)
+            module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[], vg=vg_facts,
+                             lockspace=lockspace, lvs=lv_facts)
+        before = sanlock.view(vg, lvs, lockspace)
+        changed = runner.apply(actions, explain=sanlock.explain_failure)
+        if changed and not module.check_mode:
+            vg, lvs, status = read_state(runner, spec['name'])
+            lockspace = sanlock.lockspace_facts(spec['name'], status, config['host_id'])
+            expected = sanlock.view(vg, lvs, lockspace)
+    vg_facts, lv_facts = facts(vg, lvs)
+    result = dict(changed=changed, vg=vg_facts, lockspace=lockspace, lvs=lv_facts, problems=reasons,
+                  commands=runner.commands)
+    if module._diff:
+        result['diff'] = diff_result(before, expected)
+    module.exit_json(**result)
+
+
 def run(module):
     """Read, plan, apply, report: the whole sanlock_vg module."""
     spec, errors = sanlock.spec_of(module.params)
@@ -93,6 +133,9 @@ def run(module):
         lost = sanlock.lease_problem(lockspace, lvs)
         module.exit_json(changed=False, vg=vg_facts, lvs=lv_facts, problems=errors + ([lost] if lost else []),
                          commands=[], lockspace=lockspace)
+
+    if spec['state'] == 'recovered':
+        recover(module, runner, spec)
 
     # Everything that decides what to change is read under the host lock.
     with host_lock(module):

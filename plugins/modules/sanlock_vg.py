@@ -24,7 +24,19 @@ description:
     the VG lock-started, and, when the VG holds LVs, unless O(force=true).
   - V(query) changes nothing and fails on nothing but unreadable state; it reports the VG, the lockspace,
     each LV's mode (also from the leases a dead lvmlockd left ORPHAN in sanlock) and, in RV(problems),
-    what keeps the host from using the VG. The recovery playbook reads the host with it.
+    what keeps the host from using the VG.
+  - V(recovered) gives a host whose lock state is lost its locks back, in one run. The state is lost when
+    lvmlockd died or was killed (sanlock keeps its leases as ORPHAN and they block the lockspace), a lock
+    daemon is down, the lockspace's lease failed, or an LV is active without a lease. The run stops the
+    O(consumers) that are active, records each active LV's mode in
+    C(/var/lib/openblock-storage/sanlock_vg-NAME.recovery.json), deactivates those LVs, stops lvmlockd,
+    kills sanlock (so it forgets the orphaned leases; other hosts see them expire), restarts wdmd,
+    sanlock and lvmlockd, lock-starts the VG (bounded by O(lock_start_timeout); it waits for this host's
+    old lease to expire, about 100 s), reactivates each LV in its recorded mode, starts the consumers
+    again and drops the record. A run that fails half-way leaves the record, and the next run
+    finishes from it. A host whose lock state is sound is left alone (no change is reported).
+  - V(recovered) refuses when sanlock drives the watchdog (no C(sanlock_opts="-w 0") in
+    C(/etc/default/sanlock), Debian's default), since killing it would reset the host; reboot the host then.
   - When the lockspace's lease is failing or lost (sanlock cannot renew it, because the storage that holds
     the leases is gone, for example a storage node down for longer than the lease lives), the host's locks
     protect nothing. V(query) reports it in RV(problems) and every other state fails closed, naming the
@@ -49,8 +61,9 @@ options:
       - V(present) creates the VG if needed (on one host only) and lock-starts it here.
       - V(started) lock-starts an existing VG here; fails when the VG does not exist.
       - V(stopped) lock-stops it here. V(absent) removes it. V(query) only reads.
+      - V(recovered) restores this host's lock state when it is lost (see the description).
     type: str
-    choices: [present, started, stopped, absent, query]
+    choices: [present, started, stopped, absent, query, recovered]
     default: started
   pvs:
     description:
@@ -65,7 +78,10 @@ options:
   lvs:
     description:
       - Plain LVs of the VG and their activation on this host. LVs not listed are left alone.
-      - Only with O(state=present) or O(state=started).
+      - Only with O(state=present), O(state=started) or O(state=recovered). V(recovered) reads only
+        O(lvs[].name) and O(lvs[].activation), the mode an LV comes back in when it is found active
+        without a lease (default V(exclusive)); an LV with a lease comes back in its own mode. So the
+        same list serves both.
     type: list
     elements: dict
     default: []
@@ -97,6 +113,14 @@ options:
       - Seconds a lock-start may take before the module fails.
     type: int
     default: 300
+  consumers:
+    description:
+      - With O(state=recovered), the systemd units that use the VG (C(nova-compute), for example; C(.service)
+        is added to a name without a suffix). Those active are stopped before the recovery and started
+        after it; the others stay as they are.
+    type: list
+    elements: str
+    default: []
   force:
     description:
       - Allow destructive work, namely erasing the signatures of a new VG's devices and removing a VG
@@ -148,6 +172,14 @@ EXAMPLES = r'''
   openblock.storage.sanlock_vg:
     name: shared
     state: stopped
+
+- name: After lvmlockd was killed, give this host its locks back (the consumers stop meanwhile)
+  openblock.storage.sanlock_vg:
+    name: shared
+    state: recovered
+    consumers: [nova-compute]
+    lvs:
+      - {name: images, activation: shared}
 '''
 
 RETURN = r'''
@@ -201,8 +233,9 @@ problems:
   description:
     - With O(state=query), what keeps this host from using the VG (unset C(use_lvmlockd) or C(host_id), a lock daemon
       down, a lockspace lease that is failing or lost).
+    - With O(state=recovered), what was wrong with the lock state before the run (empty when it was sound).
     - In check mode on a host that is not ready yet, the same, and the O(pvs) that are not there.
-  returned: when O(state=query), and in check mode when RV(ready) is false
+  returned: when O(state=query) or O(state=recovered), and in check mode when RV(ready) is false
   type: list
   elements: str
   sample: ["lvmlockd not running (lvmlockd: failed); ..."]
@@ -231,7 +264,8 @@ def main():
     run(AnsibleModule(
         argument_spec=dict(
             name=dict(type='str', required=True),
-            state=dict(type='str', choices=['present', 'started', 'stopped', 'absent', 'query'], default='started'),
+            state=dict(type='str', choices=['present', 'started', 'stopped', 'absent', 'query', 'recovered'],
+                       default='started'),
             pvs=dict(type='list', elements='str'),
             lvs=dict(type='list', elements='dict', default=[], options=dict(
                 name=dict(type='str', required=True),
@@ -240,6 +274,7 @@ def main():
                 state=dict(type='str', choices=['present', 'absent'], default='present'),
             )),
             lock_start_timeout=dict(type='int', default=sanlock.LOCK_START_TIMEOUT),
+            consumers=dict(type='list', elements='str', default=[]),
             force=dict(type='bool', default=False),
         ),
         supports_check_mode=True,

@@ -2,6 +2,7 @@
 """sanlock_vg readers and planner, fed with output recorded on lab VMs (lvm2 2.03.16, sanlock 3.8.5,
 Debian 12): VG `shared` on one disk, host_id 1, lv1 active exclusive, lv2 shared, lv3 inactive."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,7 @@ def test_every_input_error_at_once():
     text = '\n'.join(errors)
     for needle in ("name='bad name'", "pvs[0]='sdb'", 'names a device twice', 'lock_start_timeout=0',
                    'lock LV', "lvs[1].size='10%VG'", "lvs[2].name='a' is listed twice", 'is zero',
-                   "'snapshot'", 'lvs is only used with state=present or started'):
+                   "'snapshot'", 'lvs is only used with state=present, started or recovered'):
         assert needle in text, needle
 
 
@@ -345,3 +346,99 @@ def test_every_planned_state_is_refused_while_the_lease_is_lost():
     for wanted in ('present', 'started', 'stopped', 'absent'):
         with pytest.raises(Refusal, match=r'^refused, nothing was changed: the lease of lockspace lvm_shared is lost'):
             sanlock.plan(spec(state=wanted), vg, lvs, lost)
+
+
+# ---------------------------------------------------------------- state=recovered
+
+def recovery_inputs(status='sanlock_status_orphan', services='is_active_lvmlockd_killed'):
+    """lvs_modes with the leases a killed lvmlockd left (ORPHAN: lv2 shared, lv3 exclusive), so lv1 is
+    active without a lease; lvmlockd failed while wdmd and sanlock run."""
+    st = sanlock.parse_sanlock_status(out(status))
+    lvs = sanlock.parse_lvs(out('lvs_modes'), st['resources'].get('lvm_shared', {}))
+    return (sanlock.parse_vg(out('vgs_shared')), lvs, sanlock.lockspace_facts('shared', st, 1),
+            sanlock.parse_is_active(out(services)))
+
+
+DEFAULTS = (FIXTURES / 'default_sanlock.bookworm').read_text()  # Debian 12's /etc/default/sanlock: sanlock_opts="-w 0"
+RECORD = '/var/lib/openblock-storage/sanlock_vg-shared.recovery.json'
+
+
+def test_a_sound_host_is_left_alone():
+    vg, lvs, lockspace = state()
+    services = sanlock.parse_is_active(out('is_active_all'))
+    actions, expected, reasons = sanlock.plan_recovery(spec(state='recovered'), vg, lvs, lockspace, services,
+                                                       None, DEFAULTS, {})
+    assert (actions, reasons) == ([], [])
+    assert expected == sanlock.view(vg, lvs, lockspace)
+
+
+def test_recovery_after_lvmlockd_was_killed_restores_every_mode_in_order():
+    vg, lvs, lockspace, services = recovery_inputs()
+    wanted = spec(state='recovered', consumers=['nova-compute', 'cinder-volume.service'],
+                  lvs=[{'name': 'lv1', 'size': '64M', 'activation': 'shared'}])
+    actions, expected, reasons = sanlock.plan_recovery(
+        wanted, vg, lvs, lockspace, services, None, DEFAULTS,
+        {'nova-compute.service': 'active', 'cinder-volume.service': 'inactive'})
+    assert reasons == ['lvmlockd not running', 'ORPHAN lease(s) of a dead lvmlockd on lv2, lv3',
+                       'lv1 active without a lease']
+    assert argvs(actions) == [
+        'write ' + RECORD,
+        'systemctl stop nova-compute.service',
+        'lvchange --activate n shared/lv1 shared/lv2',
+        'systemctl stop lvmlockd.service',
+        'systemctl kill --signal=SIGKILL sanlock.service',
+        'systemctl restart wdmd.service', 'systemctl restart sanlock.service', 'systemctl restart lvmlockd.service',
+        'timeout 300 vgchange --lock-start shared',
+        'lvchange --activate sy shared/lv1',  # no lease: the activation the input gives it
+        'lvchange --activate sy shared/lv2',  # its orphaned lease was shared
+        'systemctl start nova-compute.service',
+        'remove ' + RECORD]
+    record = json.loads(actions[0].text)
+    assert record == {'lvs': {'lv1': 'shared', 'lv2': 'shared'}, 'consumers': ['nova-compute.service']}
+    assert actions[0].mode == 0o600 and actions[-1].text is None
+    assert expected['lock_started'] and {n: lv['activation'] for n, lv in expected['lvs'].items()} == {
+        'lv1': 'shared', 'lv2': 'shared', 'lv3': 'inactive'}
+
+
+def test_an_unfinished_run_is_finished_from_its_record():
+    """The first run failed after deactivating: the LVs read inactive now, the record keeps their modes."""
+    vg, lvs, lockspace, services = recovery_inputs()
+    for lv in lvs:
+        lv.update(mode='inactive', orphan=False)
+    record = sanlock.parse_recovery_record('{"lvs": {"lv1": "exclusive", "lv2": "shared"}, "consumers": '
+                                           '["nova-compute.service"]}', RECORD)
+    actions, _expected, reasons = sanlock.plan_recovery(spec(state='recovered'), vg, lvs, lockspace, services,
+                                                        record, DEFAULTS, {})
+    assert reasons[0] == 'an earlier recovery did not finish'
+    assert argvs(actions)[:2] == ['systemctl stop nova-compute.service', 'lvchange --activate n shared/lv1 shared/lv2']
+    assert 'lvchange --activate ey shared/lv1' in argvs(actions) and argvs(actions)[-1] == 'remove ' + RECORD
+
+
+def test_a_sanlock_that_drives_the_watchdog_is_never_killed():
+    vg, lvs, lockspace, services = recovery_inputs()
+    for defaults in (None, DEFAULTS.replace('-w 0', '-w 1'), DEFAULTS.replace('sanlock_opts=', '#sanlock_opts=')):
+        with pytest.raises(Refusal, match='drives the watchdog.*reboot the host instead'):
+            sanlock.plan_recovery(spec(state='recovered'), vg, lvs, lockspace, services, None, defaults, {})
+    assert sanlock.NO_WATCHDOG_RE.search('sanlock_opts="-U sanlock -w 0"\n')
+    assert not sanlock.NO_WATCHDOG_RE.search('sanlock_opts="-w 01"\n')
+
+
+def test_recovery_refuses_a_missing_vg_and_a_record_it_did_not_write():
+    _vg, lvs, lockspace, services = recovery_inputs()
+    with pytest.raises(Refusal, match='volume group shared does not exist'):
+        sanlock.plan_recovery(spec(state='recovered'), None, lvs, lockspace, services, None, DEFAULTS, {})
+    for text in ('not json', '{"lvs": {"lv1": "sideways"}, "consumers": []}', '[]'):
+        with pytest.raises(Refusal, match='is not one this module wrote'):
+            sanlock.parse_recovery_record(text, RECORD)
+    assert sanlock.parse_recovery_record(None, RECORD) is None
+
+
+def test_consumers_are_unit_names_and_only_for_recovered():
+    params = dict(name='shared', state='recovered', pvs=None, lvs=[], lock_start_timeout=300, force=False,
+                  consumers=['nova-compute', '--now', 'a b'])
+    result, errors = sanlock.spec_of(params)
+    assert result['consumers'] == ['nova-compute.service']
+    assert errors == ["consumers[1]='--now' is not a systemd unit name; give one like nova-compute.service",
+                      "consumers[2]='a b' is not a systemd unit name; give one like nova-compute.service"]
+    errors = sanlock.spec_of(dict(params, state='started', consumers=['nova-compute']))[1]
+    assert errors == ['consumers is only used with state=recovered; with state=started drop it']
