@@ -142,6 +142,7 @@ check-fresh: venv host-packages
 NICE_SINGLE := nice -n 3
 NICE_CHECKS := nice -n 19
 test: venv host-packages
+	mkdir -p .build; exec > >(tee .build/make-test.log) 2>&1; \
 	trap '$(MAKE) --no-print-directory lab-down' EXIT; \
 	( $(NICE_CHECKS) $(MAKE) --no-print-directory -k lint sanity unit docs-check matrix 2>&1 | sed -u 's/^/[checks] /' ) & checks=$$!; \
 	( LAB_DIR=.build/lab-single $(NICE_SINGLE) $(LABCTL) up single 2>&1 | sed -u 's/^/[single] /' \
@@ -150,6 +151,8 @@ test: venv host-packages
 	wait $$single || rc=$$((rc ? rc : 1)); \
 	started=$$SECONDS; wait $$checks || rc=$$((rc ? rc : 1)); \
 	echo "make test: waited $$((SECONDS - started)) s for the checks after the labs"; \
+	if [ $$rc -ne 0 ]; then echo "make test: what failed (the whole output is in .build/make-test.log):"; \
+	  sleep 1; grep -a -E '(FAILED|ERROR) [^ ]*tests?/|failed:|\*\*\* \[' .build/make-test.log | tail -n 30 || true; fi; \
 	exit $$rc
 
 demo: venv host-packages
