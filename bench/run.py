@@ -186,14 +186,21 @@ def summarize(events):
                 not looped and name in ('runner_on_ok', 'runner_on_failed')):
             res = data.get('res') or {}
             task['runs'] += 1
+            task.setdefault('hosts', {})
+            task['hosts'][data.get('host')] = task['hosts'].get(data.get('host'), 0) + 1
             # ansible-runner leaves out a very large result (N = 500 targets created); its line still says
             changed = res.get('changed') if res else 'changed: [' in event.get('stdout', '')
             task['changed'] += 1 if changed else 0
             task['commands'] += len(res.get('commands') or [])
     first = next(e for e in events if e['event'] == 'playbook_on_start')
     last = next(e for e in reversed(events) if e['event'] == 'playbook_on_stats')
+    by_host = {}
+    for task in tasks:
+        for host, runs in task.get('hosts', {}).items():
+            by_host[host] = by_host.get(host, 0) + runs
     return {'playbook': _ts(last) - _ts(first), 'plays': plays, 'tasks': tasks,
-            'runs': sum(t['runs'] for t in tasks), 'changed': sum(t['changed'] for t in tasks),
+            'runs': sum(t['runs'] for t in tasks), 'runs_by_host': by_host,
+            'changed': sum(t['changed'] for t in tasks),
             'commands': sum(t['commands'] for t in tasks)}
 
 
@@ -490,17 +497,18 @@ def write_report(data):
         '',
         'Seconds of the whole `ansible-playbook` run (process start to exit), median of the runs; '
         '"ratio" is peer / ours. Module runs are the module executions on the hosts (loop items '
-        'count one each, skipped ones not); processes are those created in the two VMs during the '
-        'run (`/proc/stat`), ssh sessions and module interpreters included.',
+        'count one each, skipped ones not), in all and per host; processes are those created in the '
+        'two VMs during the run (`/proc/stat`), ssh sessions and module interpreters included.',
         '',
-        '| Run | Ours (s) | Peer (s) | Ratio | Ours: module runs / processes | Peer: module runs / processes |',
-        '|---|---:|---:|---:|---:|---:|',
+        '| Run | Ours (s) | Peer (s) | Ratio | Ours: module runs / processes | Peer: module runs / processes '
+        '| Ours: module runs per host | Peer: module runs per host |',
+        '|---|---:|---:|---:|---:|---:|---|---|',
     ]
     for kind, title in (('converge', 'Converge from bare VMs'), ('noop', 'No-op re-run')):
         o, p = site.get('ours', {}).get(kind, []), site.get('peer', {}).get(kind, [])
-        lines.append('| %s (n=%d/%d) | %s | %s | %s | %s | %s |' % (
+        lines.append('| %s (n=%d/%d) | %s | %s | %s | %s | %s | %s | %s |' % (
             title, len(o), len(p), fmt(med(o)), fmt(med(p)), ratio(med(o), med(p)),
-            counts(o), counts(p)))
+            counts(o), counts(p), per_host(o), per_host(p)))
     lines += ['', 'Slowest tasks of the no-op re-run (median seconds, all hosts):', '']
     for who in ('ours', 'peer'):
         runs = site.get(who, {}).get('noop', [])
@@ -638,6 +646,12 @@ def counts(runs):
         return '–'
     r = runs[0]
     return '%d / %d' % (r['runs'], sum(r['forks'].values()))
+
+
+def per_host(runs):
+    """Module runs by host of the first run (a bench from before this column has none: '–')."""
+    by_host = runs[0].get('runs_by_host') if runs else None
+    return ', '.join('%s %d' % (host, by_host[host]) for host in sorted(by_host)) if by_host else '–'
 
 
 def slowest(runs, top=4):

@@ -519,7 +519,12 @@ def readback_errors(spec, plan, text):
     if plan['filter'] is not None:
         wanted.append(('devices', 'global_filter', plan['filter']['value']))
     return ['lvmconfig reads %s/%s as %r, not %r' % (section, key, read.get(key), value)
-            for section, key, value in wanted if read.get(key) != value]
+            for section, key, value in wanted if not same_value(read.get(key), value)]
+
+
+def same_value(read, value):
+    """Whether lvmconfig's ``read`` is ``value``: it prints an array of one element as that element."""
+    return read == value or isinstance(value, list) and len(value) == 1 and read == value[0]
 
 
 def run(module):

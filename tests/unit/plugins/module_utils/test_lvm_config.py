@@ -12,6 +12,8 @@ The fixtures under tests/unit/fixtures/lvm_config/ were recorded on the lab VM (
   A udev rule like the storage_node role's gave the loop device /dev/disk/by-id/openblock-loop-loopvg.
 - lvmconfig_readback.out: ``lvmconfig devices/global_filter global/use_lvmlockd local/host_id`` on
   candidate files in an LVM_SYSTEM_DIR.
+- lvmconfig_one_element.out: ``lvmconfig devices/global_filter`` of a file holding
+  global_filter = [ "r|.*|" ]: LVM prints an array of one element as that element alone.
 - lvmconfig_backslash.out: ``lvmconfig devices/global_filter`` of a file holding
   "a|^/dev/vd\\w\\.x$|" - the same output as for "a|^/dev/vd\\\\w\\\\.x$|": LVM reads a doubled
   backslash as one and keeps a single one.
@@ -128,6 +130,18 @@ def test_values_and_the_lvmconfig_read_back():
     assert readback_errors(spec, plan, (FIXTURES / 'lvmconfig_readback.out').read_text()) == []
     spec = spec_of(settings={'local/host_id': 8})
     assert readback_errors(spec, plan_config(spec, TEXTS), 'host_id=7\n') == ["lvmconfig reads local/host_id as 7, not 8"]
+
+
+def test_a_filter_of_one_pattern_reads_back_as_that_pattern():
+    """A host with nothing to accept gets the reject-all alone, which lvmconfig prints without brackets."""
+    spec = spec_of(global_filter=filter_spec())
+    plan = plan_config(spec, TEXTS, FACTS_NO_PVS)
+    assert plan['filter']['value'] == ['r|.*|']
+    out = (FIXTURES / 'lvmconfig_one_element.out').read_text()
+    assert parse_readback(out) == {'global_filter': 'r|.*|'}
+    assert readback_errors(spec, plan, out) == []
+    assert readback_errors(spec, plan, 'global_filter="a|x|"\n') == [
+        "lvmconfig reads devices/global_filter as 'a|x|', not ['r|.*|']"]
 
 
 def test_backslashes_are_written_doubled_and_read_as_lvm_reads_them():
