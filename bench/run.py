@@ -680,7 +680,9 @@ def targets(site, table, data):
     wanted = max(table['noop']) if table['noop'] else None
     done = [n for n, row in table['noop'].items() if row[0] and row[1]]
     big = max(done) if done else None
-    if wanted and big != wanted:
+    if wanted and big is None:
+        out.append('- No size has figures of both sides (a run of one side only), so the scale targets are not judged.')
+    elif wanted and big != wanted:
         out.append('- N = %d: our runs did not finish (see above), so the N = %d targets are judged at N = %d, the '
                    'largest size with our figures.' % (wanted, wanted, big))
     if big:
