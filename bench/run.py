@@ -174,6 +174,7 @@ def summarize(events):
             tasks.append({'name': data.get('task'), 'uuid': data.get('task_uuid'), 'duration': duration,
                           'runs': 0, 'changed': 0, 'commands': 0, 'action': data.get('task_action')})
     by_uuid = dict((t['uuid'], t) for t in tasks)
+    by_host = {}
     item_tasks = set(e['event_data'].get('task_uuid') for e in events if e['event'].startswith('runner_item_on_'))
     for event in events:
         name = event['event']
@@ -186,18 +187,13 @@ def summarize(events):
                 not looped and name in ('runner_on_ok', 'runner_on_failed')):
             res = data.get('res') or {}
             task['runs'] += 1
-            task.setdefault('hosts', {})
-            task['hosts'][data.get('host')] = task['hosts'].get(data.get('host'), 0) + 1
+            by_host[data.get('host')] = by_host.get(data.get('host'), 0) + 1
             # ansible-runner leaves out a very large result (N = 500 targets created); its line still says
             changed = res.get('changed') if res else 'changed: [' in event.get('stdout', '')
             task['changed'] += 1 if changed else 0
             task['commands'] += len(res.get('commands') or [])
     first = next(e for e in events if e['event'] == 'playbook_on_start')
     last = next(e for e in reversed(events) if e['event'] == 'playbook_on_stats')
-    by_host = {}
-    for task in tasks:
-        for host, runs in task.get('hosts', {}).items():
-            by_host[host] = by_host.get(host, 0) + runs
     return {'playbook': _ts(last) - _ts(first), 'plays': plays, 'tasks': tasks,
             'runs': sum(t['runs'] for t in tasks), 'runs_by_host': by_host,
             'changed': sum(t['changed'] for t in tasks),

@@ -199,11 +199,16 @@ def lease_problem(lockspace, lvs):
 def setup_errors(config, services):
     """What keeps this host from using a sanlock VG at all, each with what to fix."""
     errors = config_errors(config)
-    down = [unit for unit in SERVICES if services.get(unit) != 'active']
+    down = daemons_down(services)
     if down:
         errors.append('%s not running (%s); %s' % (', '.join(down), ', '.join('%s: %s' % (u, services.get(u))
                                                                               for u in down), daemons_advice(down)))
     return errors
+
+
+def daemons_down(services):
+    """The lock daemons (of ``SERVICES``, in order) that ``services`` does not report active."""
+    return [unit for unit in SERVICES if services.get(unit) != 'active']
 
 
 def config_errors(config):
@@ -522,7 +527,7 @@ def recovery_reasons(lockspace, lvs, services, record):
     reasons = []
     if record is not None:
         reasons.append('an earlier recovery did not finish')
-    down = [unit for unit in SERVICES if services.get(unit) != 'active']
+    down = daemons_down(services)
     if down:
         reasons.append('%s not running' % ', '.join(down))
     lost = lease_problem(lockspace, lvs)
@@ -567,9 +572,11 @@ def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, 
     actions = []
     if record is None:
         wanted = dict((item['name'], item['activation']) for item in spec['lvs'] if item['activation'])
-        modes = dict((lv['lv_name'], wanted.get(lv['lv_name'], 'exclusive') if lv['mode'] == 'unlocked'
-                      else lv['mode']) for lv in lvs if lv['mode'] != 'inactive')
-        modes = dict((lv, mode) for lv, mode in modes.items() if mode != 'inactive')
+        modes = {}
+        for lv in lvs:
+            mode = wanted.get(lv['lv_name'], 'exclusive') if lv['mode'] == 'unlocked' else lv['mode']
+            if mode != 'inactive':  # inactive here, or asked to stay inactive when found without a lease
+                modes[lv['lv_name']] = mode
         running = [unit for unit in spec['consumers'] if consumer_states.get(unit) == 'active']
         record = dict(lvs=modes, consumers=running)
         actions.append(FileWrite(path, json.dumps(record, indent=2, sort_keys=True) + '\n',
