@@ -46,6 +46,8 @@ CONFIG_ARGV = ['lvmconfig', '--type', 'full', 'global/use_lvmlockd', 'local/host
 SERVICES_ARGV = ['systemctl', 'is-active'] + ['%s.service' % s for s in SERVICES]
 # -D adds each lockspace's renewal state: the plain listing looks the same after its lease is lost.
 SANLOCK_STATUS_ARGV = ['sanlock', 'client', 'status', '-D']
+# The last step of a removal runs LVM without lvmlockd: the VG is local by then.
+NO_LVMLOCKD = 'global/use_lvmlockd=0'
 
 
 def vgs_argv(vg):
@@ -371,6 +373,10 @@ def plan(spec, vg, lvs, lockspace, other_hosts=()):
     if state == 'absent':
         if not vg:
             return actions, expected
+        if not joined:
+            # The hosts that still use the VG are read from its lockspace, which only a member can read.
+            refusals.append('state=absent: %s is not lock-started on this host, so the hosts that still use it '
+                            'cannot be checked; run state=started here first, then state=absent' % name)
         active = [lv['lv_name'] for lv in lvs if lv['mode'] != 'inactive']
         if active:
             refusals.append('state=absent: LV(s) %s of %s are active on this host; deactivate them first '
@@ -384,10 +390,13 @@ def plan(spec, vg, lvs, lockspace, other_hosts=()):
                             % (name, len(lvs), ', '.join(lv['lv_name'] for lv in lvs)))
         if refusals:
             raise Refusal(refusals)
-        if not joined:
-            # vgremove of a shared VG takes its VG lock, which needs the lockspace on this host.
-            actions.append(lock_start_action(name, spec['timeout']))
-        actions.append(Action(['vgremove', '--force', name] if lvs else ['vgremove', name],
+        # vgremove of a lock-started sanlock VG can wait forever in sanlock's rem_lockspace (lvm2 2.03.31),
+        # and so can a change of lock type while it is started: leave the lockspace, drop the lock type
+        # (no other host holds the lockspace, read above), then remove it as a local VG.
+        actions.append(Action(['vgchange', '--lock-stop', name], 'lock-stop volume group %s on this host' % name))
+        actions.append(Action(['vgchange', '--yes', '--lock-type', 'none', '--lockopt', 'force', name],
+                              'make %s a local volume group (no other host has it lock-started)' % name))
+        actions.append(Action(['vgremove', '--config', NO_LVMLOCKD] + (['--force'] if lvs else []) + [name],
                               'remove volume group %s%s' % (name, ' with LV(s) %s' % ', '.join(
                                   lv['lv_name'] for lv in lvs) if lvs else '')))
         return actions, dict(exists=False)
@@ -613,6 +622,9 @@ def explain_failure(action, rc, output):
         return ('%s is locked by another host: it is active there (exclusively, or shared when this host asked '
                 'for exclusive); deactivate it on that host first, or use activation: shared on every host'
                 % action.argv[-1])
+    if action.argv[0] == 'vgremove' and NO_LVMLOCKD in action.argv:
+        return ('%s is a local volume group now (its sanlock lock type was dropped by the step before); '
+                'finish by hand with: vgremove --config %s --force %s' % (action.argv[-1], NO_LVMLOCKD, action.argv[-1]))
     if action.argv[0] == 'timeout' and rc == 124:
         return ('the lock-start did not finish within the timeout; check that this '
                 'host sees the VG\'s device and that its host_id is not used by another host, then raise '

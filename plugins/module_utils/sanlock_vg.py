@@ -64,16 +64,58 @@ def facts(vg, lvs):
     return vg_facts, lv_facts
 
 
+def read_setup(module, runner, daemons_matter=True):
+    """This host's lvmlockd settings, the lock daemons' states, and what keeps the host from using a
+    sanlock VG (lock daemons that are down count only where ``daemons_matter``)."""
+    if not module.get_bin_path('lvmconfig'):
+        return {}, {}, ['lvm2 is not installed (no lvmconfig); install lvm2-lockd and sanlock (the shared_lvm '
+                        'role does)']
+    config = sanlock.parse_lvmconfig(runner.read(sanlock.CONFIG_ARGV, what='reading the lvmlockd settings')[1])
+    services = sanlock.parse_is_active(runner.read(sanlock.SERVICES_ARGV, ok_rcs=(0, 3, 4))[1])
+    errors = sanlock.setup_errors(config, services) if daemons_matter else sanlock.config_errors(config)
+    return config, services, errors
+
+
+def refuse_unready(module, errors):
+    module.fail_json(msg='this host is not ready for a sanlock VG: ' + '; '.join(errors), errors=errors, commands=[])
+
+
+def plan_or_refuse(module, planned, vg, lvs, lockspace):
+    """The planner's result, or the run fails with its refusal and the state it read."""
+    try:
+        return planned()
+    except Refusal as refusal:
+        vg_facts, lv_facts = facts(vg, lvs)
+        module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[], vg=vg_facts,
+                         lockspace=lockspace, lvs=lv_facts)
+
+
+def apply_and_report(module, runner, name, host_id, read, actions, expected, **extra):
+    """Apply the plan, read the VG back when it changed something, and report (ends the run).
+
+    ``read`` is the (vg, lvs, lockspace) the plan was made from; ``extra`` goes into the result.
+    """
+    vg, lvs, lockspace = read
+    before = sanlock.view(vg, lvs, lockspace)
+    changed = runner.apply(actions, explain=sanlock.explain_failure)
+    if changed and not module.check_mode:
+        vg, lvs, status = read_state(runner, name)
+        lockspace = sanlock.lockspace_facts(name, status, host_id)
+        expected = sanlock.view(vg, lvs, lockspace)
+    vg_facts, lv_facts = facts(vg, lvs)
+    result = dict(extra, changed=changed, vg=vg_facts, lockspace=lockspace, lvs=lv_facts, commands=runner.commands)
+    if module._diff:
+        result['diff'] = diff_result(before, expected)
+    module.exit_json(**result)
+
+
 def recover(module, runner, spec):
     """state=recovered: read what the lock state and an unfinished earlier run left, plan, apply, report."""
     with host_lock(module):
         # Lock daemons that are down are what a recovery repairs; the host's own settings are not.
-        config = sanlock.parse_lvmconfig(runner.read(sanlock.CONFIG_ARGV, what='reading the lvmlockd settings')[1])
-        errors = sanlock.config_errors(config)
+        config, services, errors = read_setup(module, runner, daemons_matter=False)
         if errors:
-            module.fail_json(msg='this host is not ready for a sanlock VG: ' + '; '.join(errors), errors=errors,
-                             commands=[])
-        services = sanlock.parse_is_active(runner.read(sanlock.SERVICES_ARGV, ok_rcs=(0, 3, 4))[1])
+            refuse_unready(module, errors)
         vg, lvs, status = read_state(runner, spec['name'], sanlock_may_be_down=True)
         lockspace = sanlock.lockspace_facts(spec['name'], status, config['host_id'])
         consumer_states = {}
@@ -81,26 +123,14 @@ def recover(module, runner, spec):
             out = runner.read(['systemctl', 'is-active'] + spec['consumers'], ok_rcs=None)[1]
             consumer_states = sanlock.parse_is_active(out, units=spec['consumers'])
         path = sanlock.recovery_record_path(spec['name'])
-        try:
+
+        def planned():
             record = sanlock.parse_recovery_record(read_text(path), path)
-            actions, expected, reasons = sanlock.plan_recovery(
+            return sanlock.plan_recovery(
                 spec, vg, lvs, lockspace, services, record, read_text(sanlock.SANLOCK_DEFAULTS), consumer_states)
-        except Refusal as refusal:
-            vg_facts, lv_facts = facts(vg, lvs)
-            module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[], vg=vg_facts,
-                             lockspace=lockspace, lvs=lv_facts)
-        before = sanlock.view(vg, lvs, lockspace)
-        changed = runner.apply(actions, explain=sanlock.explain_failure)
-        if changed and not module.check_mode:
-            vg, lvs, status = read_state(runner, spec['name'])
-            lockspace = sanlock.lockspace_facts(spec['name'], status, config['host_id'])
-            expected = sanlock.view(vg, lvs, lockspace)
-    vg_facts, lv_facts = facts(vg, lvs)
-    result = dict(changed=changed, vg=vg_facts, lockspace=lockspace, lvs=lv_facts, problems=reasons,
-                  commands=runner.commands)
-    if module._diff:
-        result['diff'] = diff_result(before, expected)
-    module.exit_json(**result)
+
+        actions, expected, reasons = plan_or_refuse(module, planned, vg, lvs, lockspace)
+        apply_and_report(module, runner, spec['name'], config['host_id'], (vg, lvs, lockspace), actions, expected, problems=reasons)
 
 
 def run(module):
@@ -115,18 +145,9 @@ def run(module):
         module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
 
     runner = Runner(module)
-
-    def read_setup():
-        if not module.get_bin_path('lvmconfig'):
-            return {}, ['lvm2 is not installed (no lvmconfig); install lvm2-lockd and sanlock (the shared_lvm '
-                        'role does)']
-        config = sanlock.parse_lvmconfig(runner.read(sanlock.CONFIG_ARGV, what='reading the lvmlockd settings')[1])
-        services = sanlock.parse_is_active(runner.read(sanlock.SERVICES_ARGV, ok_rcs=(0, 3, 4))[1])
-        return config, sanlock.setup_errors(config, services)
-
     if spec['state'] == 'query':
         # Read-only and used to diagnose a stuck host: it does not wait for the host lock.
-        config, errors = read_setup()
+        config, services, errors = read_setup(module, runner)
         vg, lvs, status = read_state(runner, spec['name'], sanlock_may_be_down=True)
         vg_facts, lv_facts = facts(vg, lvs)
         lockspace = sanlock.lockspace_facts(spec['name'], status, config.get('host_id'))
@@ -139,19 +160,17 @@ def run(module):
 
     # Everything that decides what to change is read under the host lock.
     with host_lock(module):
-        config, errors = read_setup()
+        config, services, errors = read_setup(module, runner)
         prediction = sanlock.check_mode_prediction(spec, errors + missing) if module.check_mode else None
         if prediction:
             module.warn(prediction)
             module.exit_json(changed=True, ready=False, problems=errors + missing, vg={}, lvs={}, commands=[],
                              lockspace=sanlock.lockspace_facts(spec['name'], dict(lockspaces={}), config.get('host_id')))
         if errors:
-            module.fail_json(msg='this host is not ready for a sanlock VG: ' + '; '.join(errors), errors=errors,
-                             commands=[])
+            refuse_unready(module, errors)
         host_id = config['host_id']
         vg, lvs, status = read_state(runner, spec['name'])
         lockspace = sanlock.lockspace_facts(spec['name'], status, host_id)
-        before = sanlock.view(vg, lvs, lockspace)
         other_hosts = []
         if spec['state'] == 'absent' and vg and lockspace['joined']:
             out = runner.read(['sanlock', 'client', 'host_status', '-s', lockspace['name']])[1]
@@ -159,22 +178,11 @@ def run(module):
         refusals, pre = [], []
         if spec['state'] == 'present' and not vg:
             refusals, pre = device_actions(module, runner, spec)
-        try:
+
+        def planned():
             if refusals:
                 raise Refusal(refusals)
-            actions, expected = sanlock.plan(spec, vg, lvs, lockspace, other_hosts)
-        except Refusal as refusal:
-            vg_facts, lv_facts = facts(vg, lvs)
-            module.fail_json(msg=str(refusal), reasons=refusal.reasons, commands=[], vg=vg_facts,
-                             lockspace=lockspace, lvs=lv_facts)
-        changed = runner.apply(pre + actions, explain=sanlock.explain_failure)
-        if changed and not module.check_mode:
-            vg, lvs, status = read_state(runner, spec['name'])
-            lockspace = sanlock.lockspace_facts(spec['name'], status, host_id)
-            expected = sanlock.view(vg, lvs, lockspace)
+            return sanlock.plan(spec, vg, lvs, lockspace, other_hosts)
 
-    vg_facts, lv_facts = facts(vg, lvs)
-    result = dict(changed=changed, vg=vg_facts, lockspace=lockspace, lvs=lv_facts, commands=runner.commands)
-    if module._diff:
-        result['diff'] = diff_result(before, expected)
-    module.exit_json(**result)
+        actions, expected = plan_or_refuse(module, planned, vg, lvs, lockspace)
+        apply_and_report(module, runner, spec['name'], host_id, (vg, lvs, lockspace), pre + actions, expected)

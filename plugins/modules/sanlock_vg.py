@@ -20,8 +20,11 @@ description:
   - V(started) lock-starts the VG on this host (joins its sanlock lockspace), which takes 20 s to
     3 minutes; the wait is bounded by O(lock_start_timeout). A VG already started is left alone.
   - V(stopped) lock-stops the VG on this host; refused while any of its LVs is active here.
-  - V(absent) removes the VG; refused while LVs are active on this host, while other hosts still have
-    the VG lock-started, and, when the VG holds LVs, unless O(force=true).
+  - V(absent) removes the VG; refused where the VG is not lock-started (only a host in its lockspace
+    can read which other hosts use it), while LVs are active on this host, while other hosts still have
+    the VG lock-started, and, when the VG holds LVs, unless O(force=true). It lock-stops the VG, makes
+    it local (C(vgchange --lock-type none --lockopt force)) and removes it without lvmlockd, because
+    C(vgremove) of a lock-started shared VG can wait forever in sanlock (lvm2 2.03.31, Debian 13).
   - V(query) changes nothing and fails on nothing but unreadable state; it reports the VG, the lockspace,
     each LV's mode (also from the leases a dead lvmlockd left ORPHAN in sanlock) and, in RV(problems),
     what keeps the host from using the VG.

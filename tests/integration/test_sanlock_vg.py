@@ -1,5 +1,6 @@
 """sanlock_vg on the lab VM: removing a shared VG whose LV is active on this host is refused,
-with or without force, and goes through once the LV is deactivated.
+with or without force, and so is removing it where it is not lock-started; it goes through once the
+LV is deactivated, without hanging (it leaves the lockspace and drops the lock type first).
 
 A shared VG needs no second host: lvmlockd and sanlock run the same way with one. The fixture
 turns the VM into a one-host sanlock setup and undoes it at the end.
@@ -34,8 +35,9 @@ timeout 120 lvcreate -q -y -L 8M -n lv1 --activate ey {vg}
 
 CLEANUP = r'''
 if vgs {vg} >/dev/null 2>&1; then
-  timeout 300 vgchange -q --lock-start {vg}; timeout 60 lvchange -q -an {vg}; timeout 120 vgremove -q -f {vg}
-  timeout 60 vgchange -q --lock-stop {vg} 2>/dev/null
+  timeout 300 vgchange -q --lock-start {vg}; timeout 60 lvchange -q -an {vg}; timeout 60 vgchange -q --lock-stop {vg}
+  timeout 60 vgchange -q -y --lock-type none --lockopt force {vg}
+  timeout 120 vgremove -q -f --config global/use_lvmlockd=0 {vg}
 fi
 timeout 120 systemctl stop lvmlockd sanlock wdmd
 if test -d {saved}; then cp -a {saved}/lvm.conf {saved}/lvmlocal.conf /etc/lvm/; rm -rf {saved}; fi
@@ -78,6 +80,16 @@ def test_removal_goes_through_once_the_lv_is_inactive(shared_vg):
     lab = shared_vg
     result = lab.module('sanlock_vg', dict(name=VG, lvs=[dict(name='lv1', activation='inactive')], lock_start_timeout=120))
     assert result['changed'] and result['lvs']['lv1']['activation'] == 'inactive', result
-    result = lab.module('sanlock_vg', dict(name=VG, state='absent', force=True, lock_start_timeout=120))
-    assert result['changed'] and result['commands'][-1] == 'vgremove --force %s' % VG, result
+    # only a host that has the VG lock-started can read which other hosts still use it
+    result = lab.module('sanlock_vg', dict(name=VG, state='stopped'))
+    assert result['changed'] and result['lockspace']['joined'] is False, result
+    result = lab.module('sanlock_vg', dict(name=VG, state='absent', force=True))
+    assert result['failed'] and result['commands'] == [], result
+    assert '%s is not lock-started on this host' % VG in result['msg']
+    result = lab.module('sanlock_vg', dict(name=VG, state='started', lock_start_timeout=120))
+    assert result['changed'] and result['lockspace']['joined'], result
+    result = lab.module('sanlock_vg', dict(name=VG, state='absent', force=True))
+    assert result['changed'] and result['commands'] == [
+        'vgchange --lock-stop %s' % VG, 'vgchange --yes --lock-type none --lockopt force %s' % VG,
+        'vgremove --config global/use_lvmlockd=0 --force %s' % VG], result
     assert lab.sh('vgs %s' % VG, check=False)[0] != 0

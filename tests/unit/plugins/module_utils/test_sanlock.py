@@ -2,12 +2,13 @@
 """sanlock_vg readers and planner, fed with output recorded on lab VMs (lvm2 2.03.16, sanlock 3.8.5,
 Debian 12): VG `shared` on one disk, host_id 1, lv1 active exclusive, lv2 shared, lv3 inactive."""
 
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
 
-from ansible_collections.openblock.storage.plugins.module_utils import sanlock
+from ansible_collections.openblock.storage.plugins.module_utils import sanlock, sanlock_vg
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import Refusal
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Action
 
@@ -256,10 +257,23 @@ def test_absent_refuses_active_lvs_other_hosts_and_lvs_without_force():
     assert 'lv1, lv2' in reasons[0] and 'host_id(s) 2' in reasons[1] and 'force=true' in reasons[2]
     idle = [dict(lv, mode='inactive') for lv in lvs]
     actions, expected = sanlock.plan(spec(state='absent', force=True), vg, idle, lockspace)
-    assert argvs(actions) == ['vgremove --force shared'] and expected == {'exists': False}
-    actions = sanlock.plan(spec(state='absent'), vg, [], {'joined': False})[0]
-    assert argvs(actions) == ['timeout 300 vgchange --lock-start shared', 'vgremove shared']
+    # the lockspace is left before the lock type is dropped: either, done while it runs, can hang (lvm2 2.03.31)
+    assert argvs(actions) == ['vgchange --lock-stop shared',
+                              'vgchange --yes --lock-type none --lockopt force shared',
+                              'vgremove --config global/use_lvmlockd=0 --force shared'] and expected == {'exists': False}
+    actions = sanlock.plan(spec(state='absent'), vg, [], lockspace)[0]
+    assert argvs(actions)[-1] == 'vgremove --config global/use_lvmlockd=0 shared'
+    assert 'finish by hand with: vgremove --config global/use_lvmlockd=0 --force shared' in sanlock.explain_failure(
+        actions[-1], 5, '')
     assert sanlock.plan(spec(state='absent'), None, [], {'joined': False})[0] == []
+
+
+def test_absent_is_refused_where_the_vg_is_not_lock_started():
+    # only a member of the lockspace can read which other hosts still use the VG: fail closed
+    vg, lvs, lockspace = state()
+    for unjoined in ({'joined': False}, {'joined': False, 'joining': True}):
+        with pytest.raises(Refusal, match='shared is not lock-started on this host.*run state=started here first'):
+            sanlock.plan(spec(state='absent', force=True), vg, [dict(lv, mode='inactive') for lv in lvs], unjoined)
 
 
 def test_a_vg_of_another_lock_type_is_refused():
@@ -442,3 +456,39 @@ def test_consumers_are_unit_names_and_only_for_recovered():
                       "consumers[2]='a b' is not a systemd unit name; give one like nova-compute.service"]
     errors = sanlock.spec_of(dict(params, state='started', consumers=['nova-compute']))[1]
     assert errors == ['consumers is only used with state=recovered; with state=started drop it']
+
+
+class Failed(Exception):
+    pass
+
+
+class NoLvmHost(object):
+    """A module on a host without lvm2: no lvmconfig, and no command may run."""
+    check_mode = False
+    _diff = False
+
+    def __init__(self, **params):
+        self.params = dict(name='shared', state='present', pvs=None, lvs=[], lock_start_timeout=300, force=False,
+                           consumers=[])
+        self.params.update(params)
+
+    def get_bin_path(self, name):
+        return None
+
+    def run_command(self, *args, **kwargs):
+        raise AssertionError('no command may run: %r' % (args,))
+
+    def fail_json(self, **result):
+        raise Failed(result)
+
+
+@pytest.mark.parametrize('state', ['present', 'recovered'])
+def test_a_host_without_lvm2_is_refused_with_what_to_install(monkeypatch, state):
+    # recovered reads the lvmlockd settings through the same read_setup as the other states
+    monkeypatch.setattr(sanlock_vg, 'host_lock', lambda module: contextlib.nullcontext())
+    with pytest.raises(Failed) as failed:
+        sanlock_vg.run(NoLvmHost(state=state))
+    result = failed.value.args[0]
+    assert result['commands'] == []
+    assert result['msg'] == ('this host is not ready for a sanlock VG: lvm2 is not installed (no lvmconfig); '
+                             'install lvm2-lockd and sanlock (the shared_lvm role does)')
