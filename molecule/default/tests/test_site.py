@@ -111,7 +111,7 @@ def test_each_alias_has_two_active_paths(compute):
     for name in ATTACHED[compute]:
         listing = run(host, 'multipath -ll %s' % name)
         assert listing.startswith(name + ' ('), listing
-        active = re.findall(r'\d+:\d+:\d+:\d+ sd\w+ \S+ +active\s+ready\s+running', listing)
+        active = re.findall(r'\d+:\d+:\d+:\d+\s+sd\w+\s+\S+\s+active\s+ready\s+running', listing)
         assert len(active) == 2, listing
 
 
@@ -214,7 +214,7 @@ def test_a_path_logs_in_again_with_the_chap_of_its_record():
     deadline = time.monotonic() + 60
     while True:
         listing = run(compute1, 'multipath -ll compute1-disk')
-        active = re.findall(r'\d+:\d+:\d+:\d+ sd\w+ \S+ +active\s+ready\s+running', listing)
+        active = re.findall(r'\d+:\d+:\d+:\d+\s+sd\w+\s+\S+\s+active\s+ready\s+running', listing)
         if len(active) == 2 or time.monotonic() > deadline:
             break
         time.sleep(2)

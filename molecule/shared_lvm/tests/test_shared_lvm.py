@@ -74,7 +74,7 @@ def test_vg_lives_on_the_multipath_lun_on_both_computes():
         assert run(host, 'LC_ALL=C vgs --noheadings -o vg_lock_type %s' % VG).strip() == 'sanlock'
         # the map has its two paths (one per portal), which LVM does not use
         paths = run(host, 'multipath -ll %s' % Path(ALIAS).name)
-        assert len(re.findall(r'\d+:\d+:\d+:\d+ sd[a-z]+', paths)) == 2, paths
+        assert len(re.findall(r'\d+:\d+:\d+:\d+\s+sd[a-z]+', paths)) == 2, paths
         assert run(host, 'sanlock client status').count('s lvm_%s:' % VG) == 1
 
 
