@@ -63,6 +63,7 @@ class Node:
     groups: list
     nics: list = field(default_factory=list)
     disks: list = field(default_factory=list)
+    packages: list = field(default_factory=list)  # installed from the lab repo by `labctl up`
 
 
 @dataclass
@@ -93,6 +94,16 @@ def release_of(named=None, environ=None):
 
 SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,19}")  # virtio-blk serials are at most 20 bytes
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
+PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")  # a Debian package name, no version
+
+
+def topology_packages(name, where, value):
+    """A topology's `packages` value: a list of Debian package names."""
+    names_ok = isinstance(value, list) and all(isinstance(package, str) and PACKAGE_RE.fullmatch(package)
+                                                for package in value)
+    if not names_ok:
+        raise LabError(f"topology {name}: {where}'packages' must be a list of Debian package names, got {value!r}")
+    return value
 
 
 def mac_address(node_index, nic_index):
@@ -122,6 +133,7 @@ def parse_topology(name, text):
             raise LabError(f"topology {name}: bad disk serial {serial!r} (letters, digits, - _; 20 at most)")
         shared_disks[serial] = Disk(serial, parse_size(disk["size"]), shared=True)
 
+    common_packages = topology_packages(name, "", data.get("packages", []))
     nodes = []
     seen_addresses = set()
     node_tables = data.get("nodes", {})
@@ -133,7 +145,9 @@ def parse_topology(name, text):
         groups = spec.get("groups", [])
         if not groups or not all(NAME_RE.fullmatch(g.replace("_", "-")) for g in groups):
             raise LabError(f"topology {name}: node {node_name} needs 'groups', a list of group names")
-        node = Node(node_name, list(groups))
+        node_packages = topology_packages(name, f"node {node_name}: ", spec.get("packages", []))
+        node = Node(node_name, list(groups),
+                    packages=list(dict.fromkeys(common_packages + node_packages)))  # in order, once each
         # eth0 is the management NIC; storage NICs follow in the order the node lists them.
         for nic_index, (net_name, address) in enumerate(spec.get("networks", {}).items(), start=1):
             if net_name not in networks:
@@ -318,7 +332,7 @@ def instance_id(run_dir):
 
 
 def qemu_argv(*, vm_name, accel, kernel, initrd, append, overlay, ssh_port, nics, disks, disk_dir,
-              switch_dirs, console_log, pidfile):
+              switch_dirs, console_log, pidfile, repo_image):
     """The qemu-system-x86_64 argv of one lab VM (daemonized, serial console to a file)."""
     argv = [
         "qemu-system-x86_64",
@@ -353,6 +367,10 @@ def qemu_argv(*, vm_name, accel, kernel, initrd, append, overlay, ssh_port, nics
         else:
             argv += ["-drive", f"file={path},if=none,id=d{index},format=raw",
                      "-device", f"virtio-blk-pci,drive=d{index},serial={disk.serial}"]
+    # The image's package repository, shared read-only by every VM; last, so that the topology's
+    # disks keep the names vdb, vdc, ... they had before it.
+    argv += ["-drive", f"file={repo_image},if=none,id=labrepo,format=raw,readonly=on",
+             "-device", "virtio-blk-pci,drive=labrepo,serial=labrepo"]
     return argv
 
 

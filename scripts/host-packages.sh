@@ -4,6 +4,7 @@
 set -euo pipefail
 
 packages=(qemu-system-x86 qemu-utils debootstrap vde2 openssh-client e2fsprogs rsync shellcheck
+          dpkg-dev  # dpkg-scanpackages: the index of the lab's package repo
           vagrant vagrant-libvirt)  # vagrant: `vagrant validate` of lab/Vagrantfile in make docs-check
 missing=()
 for p in "${packages[@]}"; do

@@ -1,4 +1,5 @@
-"""Pure logic of lab/labctl: topology parsing, inventory rendering, VM slot counting, the shared SSH key. No VMs."""
+"""Pure logic of lab/labctl: topology parsing, inventory rendering, VM slot counting, the shared SSH key,
+the package lists of the image and its repo. No VMs."""
 
 import os
 import subprocess
@@ -110,13 +111,16 @@ def test_qemu_argv_shares_disks_and_keeps_ssh_on_loopback():
                             append=lablib.kernel_append("compute1", compute1.nics), overlay="O.qcow2",
                             ssh_port=40002, nics=compute1.nics, disks=compute1.disks, disk_dir="/d",
                             switch_dirs={"storage-a": "/s/a", "storage-b": "/s/b"}, console_log="C",
-                            pidfile="P")
+                            pidfile="P", repo_image="/img/repo.img")
     joined = " ".join(argv)
     assert "accel=tcg" in joined and "-m 768 -smp 1" in joined
     assert "hostfwd=tcp:127.0.0.1:40002-:22" in joined and "restrict=on" in joined
     assert "file=/d/san-lun.raw,if=none,id=d1,format=raw,file.locking=off" in joined
     assert "virtio-blk-pci,drive=d1,serial=san-lun,share-rw=on" in joined
     assert "vde,id=eth1,sock=/s/a" in joined and "vde,id=eth2,sock=/s/b" in joined
+    # The repo disk comes last, read-only, so that the topology's disks keep their vdX names.
+    assert argv[-4:] == ["-drive", "file=/img/repo.img,if=none,id=labrepo,format=raw,readonly=on",
+                         "-device", "virtio-blk-pci,drive=labrepo,serial=labrepo"]
     append = argv[argv.index("-append") + 1]
     assert "systemd.hostname=compute1" in append and "root=LABEL=labroot" in append
     assert "lab.net=52:54:00:6c:02:01@10.50.1.21/24,52:54:00:6c:02:02@10.50.2.21/24" in append
@@ -182,3 +186,67 @@ def test_a_topology_may_name_its_release():
     assert lablib.parse_topology('t', 'release = "trixie"\n' + text).release == 'trixie'
     with pytest.raises(lablib.LabError, match=r"topology t: release 'buster' is not one the lab builds"):
         lablib.parse_topology('t', 'release = "buster"\n' + text)
+
+
+STORAGE_PACKAGES = ["lvm2", "thin-provisioning-tools", "tgt", "open-iscsi", "multipath-tools", "sanlock",
+                    "lvm2-lockd"]
+
+
+def image_list(name):
+    with open(os.path.join(os.path.dirname(lablib.__file__), "image", name)) as handle:
+        return [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+
+
+def test_the_image_list_is_bare_and_the_repo_serves_the_storage_stack():
+    assert not set(STORAGE_PACKAGES) & set(image_list("packages.txt"))
+    assert image_list("repo-packages.txt") == STORAGE_PACKAGES
+
+
+def test_no_topology_installs_packages_while_the_image_build_does():
+    # labctl still installs the storage stack into the image (customize_rootfs), until bare hosts are proven
+    for name in ("single", "cinder", "pair", "bench"):
+        assert all(node.packages == [] for node in lablib.load_topology(name).nodes), name
+
+
+def test_packages_of_the_topology_come_first_then_the_nodes_own_once_each():
+    text = ('packages = ["lvm2", "tgt"]\n[nodes.a]\ngroups = ["g"]\npackages = ["tgt", "open-iscsi"]\n'
+            '[nodes.b]\ngroups = ["g"]\n[nodes.c]\ngroups = ["g"]\npackages = ["sanlock"]\n')
+    nodes = {node.name: node.packages for node in lablib.parse_topology("t", text).nodes}
+    assert nodes == {"a": ["lvm2", "tgt", "open-iscsi"], "b": ["lvm2", "tgt"], "c": ["lvm2", "tgt", "sanlock"]}
+    assert lablib.parse_topology("t", '[nodes.a]\ngroups = ["g"]\n').nodes[0].packages == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ('packages = "lvm2"\n[nodes.a]\ngroups = ["g"]\n', "topology t: 'packages' must be a list"),
+    ('[nodes.a]\ngroups = ["g"]\npackages = ["lvm2=2.03"]\n', "topology t: node a: 'packages' must be a list"),
+    ('[nodes.a]\ngroups = ["g"]\npackages = ["lvm2; reboot"]\n', "Debian package names"),
+])
+def test_bad_packages_say_what_is_wrong(text, message):
+    with pytest.raises(lablib.LabError, match=message):
+        lablib.parse_topology("t", text)
+
+
+def test_every_package_a_role_installs_is_in_the_lab_repo():
+    # Lab VMs reach no mirror: a role installing a package the repo lacks fails on the lab.
+    yaml = pytest.importorskip("yaml")
+    roles = os.path.join(os.path.dirname(lablib.__file__), "..", "roles")
+    wanted = set()
+
+    def collect(node):
+        if isinstance(node, dict):
+            units = node.get("openblock.storage.system_units")
+            if isinstance(units, dict):
+                wanted.update(units.get("packages", []))
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    for directory, _subdirs, files in os.walk(roles):
+        for name in files:
+            if directory.endswith("tasks") and name.endswith(".yml"):
+                with open(os.path.join(directory, name)) as handle:
+                    collect(yaml.safe_load(handle))
+    assert wanted, "no role installs a package: has system_units been renamed?"
+    assert wanted <= set(image_list("repo-packages.txt")), "add them to lab/image/repo-packages.txt"
