@@ -99,8 +99,8 @@ PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")  # a Debian package name, no ve
 
 def topology_packages(name, where, value):
     """A topology's `packages` value: a list of Debian package names."""
-    names_ok = isinstance(value, list) and all(isinstance(package, str) and PACKAGE_RE.fullmatch(package)
-                                                for package in value)
+    names_ok = isinstance(value, list) and all(
+        isinstance(package, str) and PACKAGE_RE.fullmatch(package) for package in value)
     if not names_ok:
         raise LabError(f"topology {name}: {where}'packages' must be a list of Debian package names, got {value!r}")
     return value
