@@ -97,6 +97,12 @@ NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")  # a Debian package name, no version
 
 
+def package_list(path):
+    """The package names of a list file of lab/image: one a line, # starts a comment line."""
+    with open(path) as handle:
+        return [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+
+
 def topology_packages(name, where, value):
     """A topology's `packages` value: a list of Debian package names."""
     names_ok = isinstance(value, list) and all(

@@ -193,8 +193,7 @@ STORAGE_PACKAGES = ["lvm2", "thin-provisioning-tools", "tgt", "open-iscsi", "mul
 
 
 def image_list(name):
-    with open(os.path.join(os.path.dirname(lablib.__file__), "image", name)) as handle:
-        return [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    return lablib.package_list(os.path.join(os.path.dirname(lablib.__file__), "image", name))
 
 
 def test_the_image_list_is_bare_and_the_repo_serves_the_storage_stack():
