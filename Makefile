@@ -21,7 +21,7 @@ LABCTL  := $(BIN)/python lab/labctl
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv core-venvs host-packages demo plan test lint sanity unit matrix docs docs-check integration system check-fresh bench build clean lab-down
+.PHONY: help venv core-venvs host-packages demo plan test lint sanity unit matrix docs docs-check integration system site-scenario check-fresh bench build clean lab-down
 
 help:
 	@echo "make demo         boot the lab and converge playbooks/site.yml on it"
@@ -29,7 +29,7 @@ help:
 	@echo "make plan         what site.yml would change, by host (check and diff mode, nothing changes)"
 	@echo "make docs         the HTML docsite in .build/docs/build/html"
 	@echo "make matrix       sanity and unit tests on every ansible-core of CORE_MATRIX ($(CORE_MATRIX))"
-	@echo "make lint | sanity | unit | docs-check | integration | system | check-fresh | bench | build | clean"
+	@echo "make lint | sanity | unit | docs-check | integration | system | site-scenario | check-fresh | bench | build | clean"
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -100,23 +100,31 @@ docs-check: venv host-packages docs
 	$(BIN)/pytest -q tests/packaging tests/docs
 	cd lab && VAGRANT_CHECKPOINT_DISABLE=1 vagrant validate
 
-# Module tests on the `single` lab topology, booted once for all of them.
+# The Debian releases of the lab (lab/lablib.py builds one image of each). Debian 13, what a new
+# server gets today, runs every lab pass; Debian 12 runs the module tests and the site scenario.
+LAB_RELEASES := bookworm trixie
+SYSTEM_RELEASE := trixie
+LAB_RELEASE ?= $(SYSTEM_RELEASE)
+
+# Module tests on the `single` lab topology of LAB_RELEASE, booted once for all of them.
 integration: venv host-packages
 	@if [ -z "$$(ls tests/integration/test_*.py 2>/dev/null)" ]; then echo "no integration tests yet"; exit 0; fi; \
-	trap 'LAB_DIR=.build/lab-single $(LABCTL) down' EXIT; \
-	LAB_DIR=.build/lab-single $(LABCTL) up single; \
-	LAB_DIR=.build/lab-single $(BIN)/pytest -q --durations=15 tests/integration
+	export LAB_DIR=$(CURDIR)/.build/lab-single-$(LAB_RELEASE) LAB_RELEASE=$(LAB_RELEASE); \
+	trap '$(LABCTL) down' EXIT; \
+	$(LABCTL) up single; \
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15 tests/integration
 
-# Everything that needs the whole site, on one boot of the `cinder` topology, in an order that lets
-# each step use what the one before left: the lab's smoke test, site.yml --check on the still
-# fresh VMs (it must report changes and change nothing), the site scenario `default`
+# Everything that needs the whole site, on one boot of the `cinder` topology of SYSTEM_RELEASE, in
+# an order that lets each step use what the one before left: the lab's smoke test, site.yml --check
+# on the still fresh VMs (it must report changes and change nothing), the site scenario `default`
 # (converge, verify, then a -vvv converge that must change nothing and show no secret), the shared
 # VG scenario (locks, reboot, recovery), then the faults on the converged lab. Every step runs even
 # after a failure, so one run reports all of them; the target fails at the end, naming the failed
 # steps.
 system: venv host-packages
-	export LAB_DIR=$(CURDIR)/.build/lab-cinder LAB_KEEP=1; \
+	export LAB_DIR=$(CURDIR)/.build/lab-cinder-$(SYSTEM_RELEASE) LAB_RELEASE=$(SYSTEM_RELEASE) LAB_KEEP=1; \
 	trap '$(LABCTL) down' EXIT; \
+	$(LABCTL) up cinder; \
 	failed=; step() { echo "=== make system: $$*"; "$$@" || failed="$$failed [$$*]"; }; \
 	step $(BIN)/molecule test -s lab_smoke; \
 	step $(BIN)/pytest -q -s --durations=10 tests/system/test_check_mode_fresh.py; \
@@ -125,30 +133,42 @@ system: venv host-packages
 	step $(BIN)/pytest -q -s --durations=10 tests/system/test_faults.py; \
 	if [ -n "$$failed" ]; then echo "make system: failed:$$failed"; exit 1; fi
 
-# The fresh-lab check of `make system` alone, on a lab of its own.
+# The site scenario `default` alone on a `cinder` lab of LAB_RELEASE: what the older release keeps.
+site-scenario: venv host-packages
+	export LAB_DIR=$(CURDIR)/.build/lab-cinder-$(LAB_RELEASE) LAB_RELEASE=$(LAB_RELEASE); \
+	trap '$(LABCTL) down' EXIT; \
+	$(BIN)/molecule test -s default
+
+# The fresh-lab check of `make system` alone, on a lab of its own (of LAB_RELEASE).
 check-fresh: venv host-packages
-	export LAB_DIR=$(CURDIR)/.build/lab-check; \
+	export LAB_DIR=$(CURDIR)/.build/lab-check LAB_RELEASE=$(LAB_RELEASE); \
 	trap '$(LABCTL) down' EXIT; \
 	$(BIN)/pytest -q -s tests/system/test_check_mode_fresh.py
 
-# The two lab topologies run side by side (1 + 3 VMs: the machine's 4 slots): the module tests on
-# `single` in the background, their lines prefixed with [single], while `system` runs on `cinder`.
-# Each starts as soon as its lab is up. `system` is the longer path, so the `single` side runs at a
-# lower CPU priority (nice 3): on 2 cores it takes the CPU the cinder VMs leave. The checks that need
-# no VM (lint, sanity, unit, docs-check, then the core matrix; -k: each runs even after a failure)
-# run from the start at the lowest priority (nice 19, lines prefixed with [checks]), on the CPU the
-# labs leave idle while they wait (boots, reboots, lease timeouts); `make test` waits for them at
-# the end and fails if any failed.
+# The lab passes run side by side on the machine's 5 VM slots: the module tests on a `single` VM of
+# each release in the background (lines prefixed with [single-RELEASE]), while `system` runs on a
+# `cinder` lab of SYSTEM_RELEASE (3 VMs) and then the site scenario on a `cinder` lab of the other
+# releases. Each starts as soon as its lab is up. The `cinder` side is the longer path, so the
+# `single` sides run at a lower CPU priority (nice 3): on 2 cores they take the CPU the cinder VMs
+# leave. The checks that need no VM (lint, sanity, unit, docs-check, then the core matrix; -k: each
+# runs even after a failure) run from the start at the lowest priority (nice 19, lines prefixed
+# with [checks]), on the CPU the labs leave idle while they wait (boots, reboots, lease timeouts);
+# `make test` waits for them at the end and fails if any failed.
 NICE_SINGLE := nice -n 3
 NICE_CHECKS := nice -n 19
 test: venv host-packages
 	mkdir -p .build; exec > >(tee .build/make-test.log) 2>&1; \
 	trap '$(MAKE) --no-print-directory lab-down' EXIT; \
 	( $(NICE_CHECKS) $(MAKE) --no-print-directory -k lint sanity unit docs-check matrix 2>&1 | sed -u 's/^/[checks] /' ) & checks=$$!; \
-	( LAB_DIR=.build/lab-single $(NICE_SINGLE) $(LABCTL) up single 2>&1 | sed -u 's/^/[single] /' \
-	  && $(NICE_SINGLE) $(MAKE) --no-print-directory integration 2>&1 | sed -u 's/^/[single] /' ) & single=$$!; \
-	rc=0; LAB_DIR=.build/lab-cinder $(LABCTL) up cinder && $(MAKE) --no-print-directory system || rc=$$?; \
-	wait $$single || rc=$$((rc ? rc : 1)); \
+	singles=; for release in $(LAB_RELEASES); do \
+	  ( $(NICE_SINGLE) $(MAKE) --no-print-directory integration LAB_RELEASE=$$release 2>&1 \
+	    | sed -u "s/^/[single-$$release] /" ) & singles="$$singles $$!"; \
+	done; \
+	rc=0; $(MAKE) --no-print-directory system || rc=$$?; \
+	for release in $(filter-out $(SYSTEM_RELEASE),$(LAB_RELEASES)); do \
+	  $(MAKE) --no-print-directory site-scenario LAB_RELEASE=$$release || rc=$$((rc ? rc : 1)); \
+	done; \
+	for pid in $$singles; do wait $$pid || rc=$$((rc ? rc : 1)); done; \
 	started=$$SECONDS; wait $$checks || rc=$$((rc ? rc : 1)); \
 	echo "make test: waited $$((SECONDS - started)) s for the checks after the labs"; \
 	if [ $$rc -ne 0 ]; then echo "make test: what failed (the whole output is in .build/make-test.log):"; \
@@ -180,9 +200,8 @@ build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path .build/dist
 
 lab-down: venv
-	-LAB_DIR=.build/lab-single $(LABCTL) down
-	-LAB_DIR=.build/lab-check $(LABCTL) down
-	-LAB_DIR=.build/lab-cinder $(LABCTL) down
+	-for dir in .build/lab-single* .build/lab-cinder* .build/lab-check; do \
+	  if [ -d $$dir ]; then LAB_DIR=$$dir $(LABCTL) down; fi; done
 
 clean: lab-down
 	rm -rf .build

@@ -1,7 +1,7 @@
 """Harness for module integration tests: one VM of the lab's `single` topology, shared by all.
 
-`make integration` boots the topology once (LAB_DIR=.build/lab-single) and tears it down after
-every test file has run; run alone, the fixture boots it (or reuses a running instance).
+`make integration` boots the topology once on Debian LAB_RELEASE (LAB_DIR=.build/lab-single-RELEASE)
+and tears it down after every test file has run; run alone, the fixture boots it (or reuses a running instance).
 Each test file cleans up what it created, because the next file runs on the same VM.
 """
 

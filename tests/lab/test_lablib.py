@@ -48,7 +48,7 @@ def test_single_topology():
     ("[nodes.a]\ngroups=['g']\ndisks=[{serial='x', size='1G'}, {serial='x', size='1G'}]", "one serial"),
     ("[nodes.a]\n", "needs 'groups'"),
     ("", "no [nodes.NAME]"),
-    ("".join(f"[nodes.n{i}]\ngroups=['g']\n" for i in range(5)), "at most 4"),
+    ("".join(f"[nodes.n{i}]\ngroups=['g']\n" for i in range(lablib.MAX_VMS + 1)), f"at most {lablib.MAX_VMS}"),
     ("nodes = [", "not valid TOML"),
 ])
 def test_topology_errors_say_what_is_wrong(text, message):
@@ -99,9 +99,9 @@ def test_slot_counting_sees_lab_qemus_of_every_instance_only():
     ]
     running = lablib.count_lab_vms(argvs)
     assert running == ["openblock-lab-aaaa1111-storage1", "openblock-lab-bbbb2222-lab1"]
-    assert lablib.free_slots(running, 2)
-    assert not lablib.free_slots(running, 3)
-    assert not lablib.free_slots(running + ["a", "b"], 1)
+    assert lablib.free_slots(running, lablib.MAX_VMS - 2)
+    assert not lablib.free_slots(running, lablib.MAX_VMS - 1)
+    assert not lablib.free_slots(running + ["x"] * (lablib.MAX_VMS - 2), 1)
 
 
 def test_qemu_argv_shares_disks_and_keeps_ssh_on_loopback():
