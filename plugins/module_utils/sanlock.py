@@ -335,11 +335,18 @@ def view(vg, lvs, lockspace):
                 lvs=dict((lv['lv_name'], dict(size=lv['lv_size'], activation=lv['mode'])) for lv in lvs))
 
 
-def lock_start_action(vg_name, timeout):
-    """``vgchange --lock-start`` bounded by ``timeout`` seconds (coreutils timeout exits 124 on expiry)."""
-    return Action(['timeout', str(timeout), 'vgchange', '--lock-start', vg_name],
-                  'lock-start volume group %s on this host (joins its sanlock lockspace, waits up to %d s)'
-                  % (vg_name, timeout), timeout=timeout + 30)  # the Runner's bound lets the inner one speak first
+def lock_start_actions(vg_name, timeout):
+    """``vgchange --lock-start`` bounded by ``timeout`` seconds (coreutils timeout exits 124 on expiry),
+    once udev has emptied its queue. Right after a lock-stop, udev may still have to process the
+    removal of the VG's lvmlock device; on Debian 13 that removal then deletes the device node the
+    lock-start has just made, and the lock-start fails ("prepare_lockspace_san stat error 2" from
+    lvmlockd, "invalid parameters for sanlock" from vgchange)."""
+    return [Action(['udevadm', 'settle', '--timeout=30'],
+                   'wait until udev has processed its queue (the lvmlock device of an earlier lock-stop)',
+                   ok_rcs=(0, 1), noop_rcs=(0, 1)),  # a busy udev is no reason to skip the lock-start
+            Action(['timeout', str(timeout), 'vgchange', '--lock-start', vg_name],
+                   'lock-start volume group %s on this host (joins its sanlock lockspace, waits up to %d s)'
+                   % (vg_name, timeout), timeout=timeout + 30)]  # the Runner's bound lets the inner one speak first
 
 
 def _activate(target, mode):
@@ -432,7 +439,7 @@ def plan(spec, vg, lvs, lockspace, other_hosts=()):
         extent = None
     else:
         if not joined:
-            prelude.append(lock_start_action(name, spec['timeout']))
+            prelude += lock_start_actions(name, spec['timeout'])
             expected['lock_started'] = True
         extent = vg['vg_extent_size']
 
@@ -604,7 +611,7 @@ def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, 
                               'kill sanlock, which forgets the orphaned leases (other hosts see them expire)'))
     for unit in SERVICES:
         actions.append(Action(['systemctl', 'restart', '%s.service' % unit], 'restart %s' % unit))
-    actions.append(lock_start_action(name, spec['timeout'] or LOCK_START_TIMEOUT))
+    actions += lock_start_actions(name, spec['timeout'] or LOCK_START_TIMEOUT)
     actions += [_activate('%s/%s' % (name, lv), modes[lv]) for lv in sorted(modes)]
     if running:
         actions.append(Action(['systemctl', 'start'] + running, 'start %s again' % ', '.join(running)))

@@ -203,7 +203,7 @@ def test_converged_state_plans_nothing():
 def test_lock_start_when_not_joined_is_bounded():
     vg, lvs = state('sanlock_status_empty')[:2]
     actions, expected = sanlock.plan(spec(lock_start_timeout=90), vg, lvs, {'joined': False})
-    assert argvs(actions) == ['timeout 90 vgchange --lock-start shared']
+    assert argvs(actions) == ['udevadm settle --timeout=30', 'timeout 90 vgchange --lock-start shared']
     assert expected['lock_started'] is True
 
 
@@ -287,7 +287,7 @@ def test_explain_names_the_lv_locked_elsewhere_and_the_timeout():
     advice = sanlock.explain_failure(act, 5, 'LV locked by other host: shared/lv1')
     assert 'shared/lv1 is locked by another host' in advice
     assert sanlock.explain_failure(act, 5, 'Volume group "x" not found') is None
-    start = sanlock.lock_start_action('shared', 30)
+    start = sanlock.lock_start_actions('shared', 30)[-1]
     assert 'lock_start_timeout' in sanlock.explain_failure(start, 124, '')
     assert sanlock.explain_failure(start, 5, 'boom') is None
 
@@ -295,8 +295,9 @@ def test_explain_names_the_lv_locked_elsewhere_and_the_timeout():
 def test_lock_start_is_bounded_by_its_own_timeout_first():
     """The Runner's bound of a lock-start outlasts the lock_start_timeout it runs under, so the
     inner timeout's own exit (124, explained by explain_failure) is what the user sees."""
-    action = sanlock.lock_start_action('shared', 300)
+    settle, action = sanlock.lock_start_actions('shared', 300)
     assert action.argv[:2] == ['timeout', '300'] and action.timeout > 300
+    assert settle.argv[:2] == ['udevadm', 'settle'] and not settle.changed_by(1)
 
 
 def test_check_mode_on_a_host_not_ready_predicts_a_change_for_present_and_started_only():
@@ -402,6 +403,7 @@ def test_recovery_after_lvmlockd_was_killed_restores_every_mode_in_order():
         'systemctl stop lvmlockd.service',
         'systemctl kill --signal=SIGKILL sanlock.service',
         'systemctl restart wdmd.service', 'systemctl restart sanlock.service', 'systemctl restart lvmlockd.service',
+        'udevadm settle --timeout=30',
         'timeout 300 vgchange --lock-start shared',
         'lvchange --activate sy shared/lv1',  # no lease: the activation the input gives it
         'lvchange --activate sy shared/lv2',  # its orphaned lease was shared
