@@ -79,15 +79,16 @@ def parse_sanlock_status(text):
     """Lockspaces and resource leases from ``sanlock client status``.
 
     Returns ``{'lockspaces': {name: {'host_id', 'path', 'adding', 'removing', 'detail'}},
-    'resources': {lockspace: {resource: {'mode': 'ex'|'sh', 'orphan': bool}}}}``. A lockspace line
+    'resources': {lockspace: {resource: {'mode': 'ex'|'sh', 'orphan': bool}}}, 'daemon': {key: value}}``
+    (``daemon``: the daemon's own ``-D`` settings, such as ``use_watchdog``; empty without ``-D``). A lockspace line
     ends with ``ADD`` while sanlock is still joining it (a lock-start is waiting for its delta lease)
     and ``REM`` while leaving it. lvmlockd names an LV's resource by the LV's UUID; a shared lease
     ends with ``:SH``; leases left behind by a dead lvmlockd are flagged ``ORPHAN``. With ``-D``, the
     indented ``key=value`` lines under a lockspace (``renew_fail``, ``space_dead``,
     ``renewal_last_result``...) are its ``detail``.
     """
-    lockspaces, resources = {}, {}
-    current = None  # the lockspace whose -D detail lines follow
+    lockspaces, resources, daemon = {}, {}, {}
+    current = None  # the lockspace (or the daemon) whose -D detail lines follow
     for line in text.splitlines():
         fields = line.split()
         if current is not None and line[:1].isspace() and len(fields) == 1 and '=' in fields[0]:
@@ -95,6 +96,10 @@ def parse_sanlock_status(text):
             current['detail'][key] = value
             continue
         current = None
+        if len(fields) == 2 and fields[0] == 'daemon':
+            # daemon UUID.HOST, then with -D the daemon's settings (use_watchdog=0|1, version_str...)
+            current = dict(detail=daemon)
+            continue
         if len(fields) < 2 or fields[0] not in ('s', 'r'):
             continue
         if fields[0] == 's':
@@ -110,7 +115,7 @@ def parse_sanlock_status(text):
             if len(parts) > 1:
                 resources.setdefault(parts[0], {})[parts[1]] = dict(
                     mode='sh' if parts[-1] == 'SH' else 'ex', orphan='ORPHAN' in fields[2:])
-    return dict(lockspaces=lockspaces, resources=resources)
+    return dict(lockspaces=lockspaces, resources=resources, daemon=daemon)
 
 
 def parse_host_status(text):
@@ -320,8 +325,11 @@ def spec_of(params):
         consumers.append(unit if '.' in unit else unit + '.service')
     if consumers and state != 'recovered':
         errors.append('consumers is only used with state=recovered; with state=%s drop it' % state)
+    watchdog = params.get('watchdog')
+    if watchdog is not None and state not in ('present', 'started'):
+        errors.append('watchdog is only used with state=present or started; with state=%s drop it' % state)
     return dict(name=params['name'], state=state, pvs=list(devices), lvs=lvs, timeout=timeout,
-                force=bool(params.get('force')), consumers=consumers), errors
+                force=bool(params.get('force')), consumers=consumers, watchdog=watchdog), errors
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,6 +524,90 @@ SANLOCK_DEFAULTS = '/etc/default/sanlock'
 NO_WATCHDOG_RE = re.compile(r'^\s*sanlock_opts=["\']?(?:.*\s)?-w\s*0(?:["\'\s]|$)', re.M)
 
 
+# sanlock.service runs ``sanlock daemon $sanlock_opts``, sanlock_opts set in /etc/default/sanlock. Its -w
+# option says whether sanlock drives the watchdog through wdmd: yes (sanlock's own default) unless it
+# says -w 0. Debian 12's package ships sanlock_opts="-w 0", Debian 13's sanlock_opts="" (the watchdog).
+SANLOCK_OPTS_RE = re.compile(r'^[ \t]*sanlock_opts=(.*)$', re.M)
+SANLOCK_UNIT = 'sanlock.service'
+
+
+def _opts_words(value):
+    value = value.strip()
+    if len(value) > 1 and value[0] in '"\'' and value[-1] == value[0]:
+        value = value[1:-1]
+    return value.split()
+
+
+def _without_w(words):
+    """``words`` without their -w options (``-w N`` or ``-wN``), and the last -w value (None without one)."""
+    kept, last, index = [], None, 0
+    while index < len(words):
+        word = words[index]
+        if word == '-w' and index + 1 < len(words):
+            last, index = words[index + 1], index + 2
+        elif word.startswith('-w') and word[2:].isdigit():
+            last, index = word[2:], index + 1
+        else:
+            kept.append(word)
+            index += 1
+    return kept, last
+
+
+def defaults_watchdog(text):
+    """Whether the sanlock that /etc/default/sanlock's ``text`` starts drives the watchdog (the last
+    sanlock_opts assignment wins, as in the shell that reads it)."""
+    found = SANLOCK_OPTS_RE.findall(text or '')
+    return _without_w(_opts_words(found[-1]) if found else [])[1] != '0'
+
+
+def sanlock_defaults_with(text, watchdog):
+    """/etc/default/sanlock's ``text`` with sanlock_opts giving ``-w 0`` (``watchdog`` false) or no -w
+    (true: sanlock's default, the watchdog); its other options and lines kept, and ``text`` itself
+    when it already says so."""
+    text = text or ''
+    if defaults_watchdog(text) == watchdog:
+        return text
+    matches = list(SANLOCK_OPTS_RE.finditer(text))
+    words = _without_w(_opts_words(matches[-1].group(1)) if matches else [])[0] + ([] if watchdog else ['-w', '0'])
+    line = 'sanlock_opts="%s"' % ' '.join(words)
+    if not matches:
+        return text + ('' if not text or text.endswith('\n') else '\n') + line + '\n'
+    last = matches[-1]
+    return text[:last.start()] + line + text[last.end():]
+
+
+def watchdog_plan(watchdog, defaults_text, status):
+    """The actions that make sanlock drive the watchdog or not, as ``watchdog`` says (None: leave it),
+    and a warning (or None) when the running daemon cannot be switched now.
+
+    /etc/default/sanlock is written when it says otherwise. sanlock is restarted when the running
+    daemon's ``use_watchdog`` (``status['daemon']``, from ``sanlock client status -D``) differs, but
+    only while it holds no lockspace: a restart then would drop their leases (and with the watchdog
+    on, reset the host), so the change waits for sanlock's next start, the host's next boot.
+    """
+    if watchdog is None:
+        return [], None
+    actions = []
+    text = defaults_text or ''
+    wanted = sanlock_defaults_with(text, watchdog)
+    what = 'drives the watchdog' if watchdog else 'does not drive the watchdog (-w 0)'
+    if wanted != text:
+        actions.append(FileWrite(SANLOCK_DEFAULTS, wanted, 'set sanlock_opts in %s so that sanlock %s'
+                                 % (SANLOCK_DEFAULTS, what)))
+    running = (status.get('daemon') or {}).get('use_watchdog')
+    # a sanlock that does not report use_watchdog is restarted when the file changes
+    differs = bool(actions) if running is None else (running != '0') != watchdog
+    if not differs:
+        return actions, None
+    if status.get('lockspaces'):
+        return actions, ('sanlock runs %s the watchdog and holds lockspace(s) %s, so it is not restarted (that '
+                         'would drop their leases): it %s from its next start, at the next boot of this host'
+                         % ('with' if running != '0' else 'without', ', '.join(sorted(status['lockspaces'])), what))
+    actions.append(Action(['systemctl', 'restart', SANLOCK_UNIT],
+                          'restart sanlock, which holds no lockspace, so that it %s' % what))
+    return actions, None
+
+
 def recovery_record_path(vg_name):
     return '%s/sanlock_vg-%s.recovery.json' % (RECOVERY_DIR, vg_name)
 
@@ -561,7 +653,7 @@ def recovery_reasons(lockspace, lvs, services, record):
     return reasons
 
 
-def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, consumer_states):
+def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, consumer_states, daemon=None):
     """Actions that give a host its lock state back, and the expected diff view.
 
     Stop the consumers that run, record each active LV's mode (the record of an unfinished earlier
@@ -570,7 +662,9 @@ def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, 
     its mode, start the consumers again and drop the record. An LV active without a lease comes back
     in the activation ``spec['lvs']`` gives it, else exclusive. A sound host gets no actions.
     ``services``: unit -> state of the lock daemons; ``consumer_states``: unit -> state of
-    ``spec['consumers']``; ``sanlock_defaults``: the text of /etc/default/sanlock (None if missing).
+    ``spec['consumers']``; ``sanlock_defaults``: the text of /etc/default/sanlock (None if missing);
+    ``daemon``: the running sanlock's ``-D`` settings (``use_watchdog``), which win over the file (a
+    file changed while sanlock held lockspaces takes effect at its next start only).
     """
     name = spec['name']
     if not vg:
@@ -584,6 +678,10 @@ def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, 
         raise Refusal(['state=recovered: sanlock on this host drives the watchdog (%s has no sanlock_opts="-w 0"): '
                        'killing it would reset the host; reboot the host instead, then run this again'
                        % SANLOCK_DEFAULTS])
+    if services.get('sanlock') == 'active' and (daemon or {}).get('use_watchdog', '0') != '0':
+        raise Refusal(['state=recovered: sanlock on this host runs with the watchdog (use_watchdog=%s in sanlock '
+                       'client status -D; %s says -w 0 from its next start): killing it would reset the host; '
+                       'reboot the host instead, then run this again' % (daemon['use_watchdog'], SANLOCK_DEFAULTS)])
     path = recovery_record_path(name)
     actions = []
     if record is None:

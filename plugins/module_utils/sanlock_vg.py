@@ -127,7 +127,8 @@ def recover(module, runner, spec):
         def planned():
             record = sanlock.parse_recovery_record(read_text(path), path)
             return sanlock.plan_recovery(
-                spec, vg, lvs, lockspace, services, record, read_text(sanlock.SANLOCK_DEFAULTS), consumer_states)
+                spec, vg, lvs, lockspace, services, record, read_text(sanlock.SANLOCK_DEFAULTS), consumer_states,
+                daemon=status.get('daemon'))
 
         actions, expected, reasons = plan_or_refuse(module, planned, vg, lvs, lockspace)
         apply_and_report(module, runner, spec['name'], config['host_id'], (vg, lvs, lockspace), actions, expected, problems=reasons)
@@ -175,9 +176,14 @@ def run(module):
         if spec['state'] == 'absent' and vg and lockspace['joined']:
             out = runner.read(['sanlock', 'client', 'host_status', '-s', lockspace['name']])[1]
             other_hosts = [h for h, stamp in sanlock.parse_host_status(out).items() if h != host_id and stamp]
-        refusals, pre = [], []
+        # sanlock's watchdog setting first: a restart it needs is safe only before the lock-start below
+        pre, warning = sanlock.watchdog_plan(spec['watchdog'], read_text(sanlock.SANLOCK_DEFAULTS), status)
+        if warning:
+            module.warn(warning)
+        refusals = []
         if spec['state'] == 'present' and not vg:
-            refusals, pre = device_actions(module, runner, spec)
+            refusals, devices = device_actions(module, runner, spec)
+            pre += devices
 
         def planned():
             if refusals:

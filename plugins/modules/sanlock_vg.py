@@ -39,7 +39,8 @@ description:
     again and drops the record. A run that fails half-way leaves the record, and the next run
     finishes from it. A host whose lock state is sound is left alone (no change is reported).
   - V(recovered) refuses when sanlock drives the watchdog (no C(sanlock_opts="-w 0") in
-    C(/etc/default/sanlock), Debian's default), since killing it would reset the host; reboot the host then.
+    C(/etc/default/sanlock), or the running daemon reports C(use_watchdog=1)), since killing it would reset
+    the host; reboot the host then. O(watchdog) sets it.
   - When the lockspace's lease is failing or lost (sanlock cannot renew it, because the storage that holds
     the leases is gone, for example a storage node down for longer than the lease lives), the host's locks
     protect nothing. V(query) reports it in RV(problems) and every other state fails closed, naming the
@@ -130,6 +131,18 @@ options:
         that still holds LVs.
     type: bool
     default: false
+  watchdog:
+    description:
+      - With O(state=present) or O(state=started), whether sanlock drives the watchdog (through wdmd), set
+        in C(sanlock_opts) of C(/etc/default/sanlock) (V(false) is C(-w 0)). Unset leaves that file alone.
+      - With the watchdog, a host whose lease sanlock cannot renew (the storage holding the leases gone for
+        longer than the lease lives, about 80 s) while it holds locks of the VG is reset. Without it, the
+        host runs on with its LVs active, V(query) reports the lost lease and V(recovered) gives the locks
+        back once the storage is back.
+      - Debian 12's sanlock package ships C(-w 0), Debian 13's drives the watchdog.
+      - sanlock is restarted to apply a change only while it holds no lockspace (before the lock-start of
+        this run); otherwise the change waits for its next start (the host's next boot), with a warning.
+    type: bool
 extends_documentation_fragment:
   - openblock.storage.attributes
 notes:
@@ -279,6 +292,7 @@ def main():
             lock_start_timeout=dict(type='int', default=sanlock.LOCK_START_TIMEOUT),
             consumers=dict(type='list', elements='str', default=[]),
             force=dict(type='bool', default=False),
+            watchdog=dict(type='bool'),
         ),
         supports_check_mode=True,
     ))

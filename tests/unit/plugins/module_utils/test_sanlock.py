@@ -62,7 +62,7 @@ def test_is_active_maps_lines_to_units_in_order():
 
 
 def test_sanlock_status_without_lockspace():
-    assert sanlock.parse_sanlock_status(out('sanlock_status_empty')) == {'lockspaces': {}, 'resources': {}}
+    assert sanlock.parse_sanlock_status(out('sanlock_status_empty')) == {'lockspaces': {}, 'resources': {}, 'daemon': {}}
     facts = sanlock.lockspace_facts('shared', sanlock.parse_sanlock_status(out('sanlock_status_empty')), 1)
     assert facts == {'name': 'lvm_shared', 'joined': False, 'joining': False, 'host_id': 1, 'locks': 0, 'lease': None}
 
@@ -439,6 +439,93 @@ def test_a_sanlock_that_drives_the_watchdog_is_never_killed():
             sanlock.plan_recovery(spec(state='recovered'), vg, lvs, lockspace, services, None, defaults, {})
     assert sanlock.NO_WATCHDOG_RE.search('sanlock_opts="-U sanlock -w 0"\n')
     assert not sanlock.NO_WATCHDOG_RE.search('sanlock_opts="-w 01"\n')
+
+
+def test_a_sanlock_still_running_with_the_watchdog_is_never_killed():
+    """/etc/default/sanlock says -w 0 (written while sanlock held a lockspace), but the daemon that runs
+    was started with the watchdog: its -D status says so, and that wins."""
+    vg, lvs, lockspace, services = recovery_inputs()
+    daemon = sanlock.parse_sanlock_status(out('sanlock_status_D_trixie_no_lockspace'))['daemon']
+    with pytest.raises(Refusal, match='runs with the watchdog.*use_watchdog=1.*reboot the host instead'):
+        sanlock.plan_recovery(spec(state='recovered'), vg, lvs, lockspace, services, None, DEFAULTS, {}, daemon=daemon)
+    # Debian 12's sanlock, started with -w 0
+    daemon = sanlock.parse_sanlock_status(out('sanlock_status_D_joined'))['daemon']
+    actions = sanlock.plan_recovery(spec(state='recovered'), vg, lvs, lockspace, services, None, DEFAULTS, {},
+                                    daemon=daemon)[0]
+    assert 'systemctl kill --signal=SIGKILL sanlock.service' in argvs(actions)
+
+
+TRIXIE_DEFAULTS = (FIXTURES / 'default_sanlock.trixie').read_text()  # Debian 13: sanlock_opts="" (the watchdog)
+
+
+def test_the_daemon_settings_of_sanlock_status_D():
+    """Recorded on a Debian 13 compute (sanlock 3.9.5, package defaults, no lockspace yet) and on a Debian 12 one."""
+    trixie = sanlock.parse_sanlock_status(out('sanlock_status_D_trixie_no_lockspace'))
+    assert trixie['lockspaces'] == {} and trixie['daemon']['use_watchdog'] == '1'
+    assert trixie['daemon']['version_str'] == '3.9.5' and trixie['daemon']['watchdog_fire_timeout'] == '60'
+    bookworm = sanlock.parse_sanlock_status(out('sanlock_status_D_joined'))
+    assert bookworm['daemon']['use_watchdog'] == '0' and list(bookworm['lockspaces']) == ['lvm_shared']
+    # the detail of the daemon does not leak into the lockspace's, nor the other way round
+    assert 'use_watchdog' not in bookworm['lockspaces']['lvm_shared']['detail']
+    assert 'renewal_last_result' not in bookworm['daemon']
+
+
+def test_sanlock_opts_as_the_package_defaults_of_each_release_give_them():
+    assert not sanlock.defaults_watchdog(DEFAULTS) and sanlock.defaults_watchdog(TRIXIE_DEFAULTS)
+    assert sanlock.defaults_watchdog(None) and sanlock.defaults_watchdog('')  # sanlock's own default: -w 1
+    # Debian 12 already says -w 0: left as it is; asked for the watchdog, only the -w goes
+    assert sanlock.sanlock_defaults_with(DEFAULTS, False) == DEFAULTS
+    assert sanlock.sanlock_defaults_with(DEFAULTS, True) == DEFAULTS.replace('sanlock_opts="-w 0"', 'sanlock_opts=""')
+    # Debian 13: the one line changes, its comment stays
+    assert sanlock.sanlock_defaults_with(TRIXIE_DEFAULTS, False) == TRIXIE_DEFAULTS.replace(
+        'sanlock_opts=""', 'sanlock_opts="-w 0"')
+    assert sanlock.sanlock_defaults_with(TRIXIE_DEFAULTS, True) == TRIXIE_DEFAULTS
+    # other options are kept, every form of -w is replaced, the last assignment is the one that counts
+    assert sanlock.sanlock_defaults_with('sanlock_opts="-U sanlock -w1 -g x"\n', False) == \
+        'sanlock_opts="-U sanlock -g x -w 0"\n'
+    assert sanlock.sanlock_defaults_with("sanlock_opts='-w 1'\n", False) == 'sanlock_opts="-w 0"\n'
+    assert sanlock.defaults_watchdog('sanlock_opts="-w 0"\nsanlock_opts=""\n')
+    assert sanlock.sanlock_defaults_with('sanlock_opts="-w 0"\nsanlock_opts=""\n', False) == \
+        'sanlock_opts="-w 0"\nsanlock_opts="-w 0"\n'
+    # no file, or no sanlock_opts in it: the line is added
+    assert sanlock.sanlock_defaults_with(None, False) == 'sanlock_opts="-w 0"\n'
+    assert sanlock.sanlock_defaults_with('enabled=1', False) == 'enabled=1\nsanlock_opts="-w 0"\n'
+    assert sanlock.NO_WATCHDOG_RE.search(sanlock.sanlock_defaults_with(TRIXIE_DEFAULTS, False))
+
+
+def test_the_watchdog_setting_restarts_only_a_sanlock_without_lockspace():
+    fresh = sanlock.parse_sanlock_status(out('sanlock_status_D_trixie_no_lockspace'))
+    # a new Debian 13 host: the file and the daemon change, before any lock-start
+    actions, warning = sanlock.watchdog_plan(False, TRIXIE_DEFAULTS, fresh)
+    assert argvs(actions) == ['write /etc/default/sanlock', 'systemctl restart sanlock.service'] and warning is None
+    assert actions[0].text == TRIXIE_DEFAULTS.replace('sanlock_opts=""', 'sanlock_opts="-w 0"')
+    # the file was written by an earlier run, the daemon still runs with the watchdog
+    assert argvs(sanlock.watchdog_plan(False, actions[0].text, fresh)[0]) == ['systemctl restart sanlock.service']
+    # a Debian 12 host converged (-w 0 in the file and in the daemon, lockspace joined): nothing to do
+    joined = sanlock.parse_sanlock_status(out('sanlock_status_D_joined'))
+    assert sanlock.watchdog_plan(False, DEFAULTS, joined) == ([], None)
+    # unset: the file and the daemon are left alone
+    assert sanlock.watchdog_plan(None, TRIXIE_DEFAULTS, fresh) == ([], None)
+    # a Debian 13 host converged before this setting: the daemon holds a lockspace with the watchdog on,
+    # so only the file changes and the warning says when it applies
+    joined_watchdog = dict(joined, daemon=fresh['daemon'])
+    actions, warning = sanlock.watchdog_plan(False, TRIXIE_DEFAULTS, joined_watchdog)
+    assert argvs(actions) == ['write /etc/default/sanlock']
+    assert 'holds lockspace(s) lvm_shared, so it is not restarted' in warning and 'next boot' in warning
+    # the watchdog asked for on Debian 12, where the lockspace is joined: the file only, with the warning
+    actions, warning = sanlock.watchdog_plan(True, DEFAULTS, joined)
+    assert argvs(actions) == ['write /etc/default/sanlock'] and 'runs without the watchdog' in warning
+    # a sanlock that does not report use_watchdog restarts when the file changes
+    bare = dict(lockspaces={}, resources={}, daemon={})
+    assert argvs(sanlock.watchdog_plan(False, TRIXIE_DEFAULTS, bare)[0]) == [
+        'write /etc/default/sanlock', 'systemctl restart sanlock.service']
+    assert sanlock.watchdog_plan(False, DEFAULTS, bare) == ([], None)
+
+
+def test_watchdog_is_an_option_of_present_and_started_only():
+    assert spec(watchdog=False)['watchdog'] is False and spec()['watchdog'] is None
+    params = dict(name='shared', state='query', pvs=None, lvs=[], lock_start_timeout=300, force=False, watchdog=True)
+    assert sanlock.spec_of(params)[1] == ['watchdog is only used with state=present or started; with state=query drop it']
 
 
 def test_recovery_refuses_a_missing_vg_and_a_record_it_did_not_write():
