@@ -581,9 +581,9 @@ def adoption_blockers(lvs, lockspace, services, record, lvm_version):
     """
     blockers = []
     if lvm_version is None or tuple(lvm_version) < ADOPT_LOCKOPT_SINCE:
-        blockers.append('lvm2 %s cannot adopt orphaned leases (--lockopt adoptls/adoptlv came with %s)'
-                        % ('.'.join(str(v) for v in lvm_version) if lvm_version else '(version unknown)',
-                           '.'.join(str(v) for v in ADOPT_LOCKOPT_SINCE)))
+        blockers.append('lvm2 %s cannot adopt orphaned leases (--lockopt adoptls/adoptlv came with %d.%02d.%d)'
+                        % (('%d.%02d.%d' % tuple(lvm_version) if lvm_version else '(version unknown)',)
+                           + ADOPT_LOCKOPT_SINCE))
     if record is not None:
         blockers.append('an earlier recovery did not finish')
     down = [unit for unit in ('wdmd', 'sanlock') if services.get(unit) != 'active']

@@ -577,7 +577,7 @@ def test_a_mode_that_changed_is_a_recovery_problem():
 
 
 @pytest.mark.parametrize('change, blocker', [
-    (dict(version=(2, 3, 16)), 'lvm2 2.3.16 cannot adopt orphaned leases'),
+    (dict(version=(2, 3, 16)), 'lvm2 2.03.16 cannot adopt orphaned leases (--lockopt adoptls/adoptlv came with 2.03.25)'),
     (dict(version=None), 'lvm2 (version unknown) cannot adopt'),
     (dict(unlocked='lvi'), 'lvi active without a lease'),
     (dict(inactive_orphan='lvx'), 'an ORPHAN lease of inactive lvx'),
@@ -652,3 +652,24 @@ def test_a_recovery_that_leaves_a_lease_orphan_fails_naming_it(monkeypatch):
         sanlock_vg.apply_and_report(FakeModule(), AppliedRunner(), 'adoptvg', 1, (vg, lvs, lockspace), actions,
                                     expected, verify=sanlock.recovery_problems, problems=reasons)
     assert ended.value.args[0]['changed'] and ended.value.args[0]['lvs']['lvx']['activation'] == 'exclusive'
+
+
+def test_debian_12_takes_the_old_path_from_what_it_recorded():
+    """Recorded on a bookworm VM (lvm2 2.03.16, sanlock 3.8.5 with -w 0) after pkill -9 -x lvmlockd,
+    with lvx exclusive and lvs shared: lvm2 2.03.16 has no --lockopt adoptls/adoptlv, so the plan is
+    the old one (its sanlock may be killed); the same state where sanlock drives the watchdog is refused."""
+    assert sanlock.parse_lvm_version(out('bookworm_lvm_version')) == (2, 3, 16)
+    st = sanlock.parse_sanlock_status(out('bookworm_sanlock_status_D_lvmlockd_killed'))
+    lvs = sanlock.parse_lvs(out('bookworm_lvs_lvmlockd_killed'), st['resources']['lvm_bvg'])
+    assert {lv['lv_name']: (lv['mode'], lv['orphan']) for lv in lvs} == {
+        'lvs': ('shared', True), 'lvx': ('exclusive', True)}
+    vg, lockspace = sanlock.parse_vg(out('bookworm_vgs_bvg')), sanlock.lockspace_facts('bvg', st, 1)
+    services = sanlock.parse_is_active(out('bookworm_is_active_lvmlockd_killed'))
+    version = sanlock.parse_lvm_version(out('bookworm_lvm_version'))
+    actions = sanlock.plan_recovery(spec(name='bvg', state='recovered'), vg, lvs, lockspace, services, None,
+                                    DEFAULTS, {}, version)[0]
+    assert 'systemctl kill --signal=SIGKILL sanlock.service' in argvs(actions)
+    assert 'lvchange --activate n bvg/lvs bvg/lvx' in argvs(actions)
+    with pytest.raises(Refusal, match='lvm2 2.03.16 cannot adopt orphaned leases \\(--lockopt adoptls/adoptlv came with 2.03.25\\)'):
+        sanlock.plan_recovery(spec(name='bvg', state='recovered'), vg, lvs, lockspace, services, None,
+                              TRIXIE_DEFAULTS, {}, version)
