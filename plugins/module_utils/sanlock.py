@@ -48,6 +48,7 @@ SERVICES_ARGV = ['systemctl', 'is-active'] + ['%s.service' % s for s in SERVICES
 SANLOCK_STATUS_ARGV = ['sanlock', 'client', 'status', '-D']
 # The last step of a removal runs LVM without lvmlockd: the VG is local by then.
 NO_LVMLOCKD = 'global/use_lvmlockd=0'
+LVM_VERSION_ARGV = ['lvm', 'version']
 
 
 def vgs_argv(vg):
@@ -116,6 +117,12 @@ def parse_sanlock_status(text):
                 resources.setdefault(parts[0], {})[parts[1]] = dict(
                     mode='sh' if parts[-1] == 'SH' else 'ex', orphan='ORPHAN' in fields[2:])
     return dict(lockspaces=lockspaces, resources=resources, daemon=daemon)
+
+
+def parse_lvm_version(text):
+    """(major, minor, patch) of ``lvm version`` (``LVM version:     2.03.31(2) (2025-02-27)``), or None."""
+    match = re.search(r'LVM version:\s*(\d+)\.(\d+)\.(\d+)', text or '')
+    return tuple(int(part) for part in match.groups()) if match else None
 
 
 def parse_host_status(text):
@@ -266,8 +273,9 @@ def daemons_advice(down):
         return ('wdmd needs a watchdog device (modprobe softdog when the host has none), then: systemctl start %s'
                 % ' '.join(SERVICES))
     return ('if %s died or was stopped while LVs of a shared VG were active here, their locks are lost (sanlock '
-            'keeps them as ORPHAN leases): run %s, which deactivates them, restarts sanlock and lvmlockd, '
-            'lock-starts the VG and reactivates them in their modes; with no shared LV active here, '
+            'keeps them as ORPHAN leases): run %s, which gives them back (with lvm2 2.03.25 or later it adopts the '
+            'orphaned leases while the LVs stay active; before, it deactivates them, restarts sanlock and lvmlockd, '
+            'lock-starts the VG and reactivates them in their modes); with no shared LV active here, '
             'systemctl start %s is enough' % (' and '.join(down), RECOVERY_PLAYBOOK, ' '.join(down)))
 
 
@@ -653,10 +661,87 @@ def recovery_reasons(lockspace, lvs, services, record):
     return reasons
 
 
-def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, consumer_states, daemon=None):
+# lvm2 2.03.25 added the hidden lock options adoptls (vgchange --lock-start adopts the lockspace sanlock
+# still holds) and adoptlv (lvchange adopts an LV's ORPHAN lease in the mode asked, failing if there is none
+# or its mode differs). The same release made "lvmlockd --adopt 1" hang at its start whenever a lockspace
+# survived in sanlock (its internal lockspace-start result goes to no client): seen on Debian 13's 2.03.31,
+# where the daemon never serves a command after it. So the module adopts with the lock options, and never
+# with --adopt.
+ADOPT_LOCKOPT_SINCE = (2, 3, 25)
+
+
+def adoption_blockers(lvs, lockspace, services, record, lvm_version):
+    """Why this host's orphaned leases cannot be adopted in place (empty when they can).
+
+    Adoption keeps the LVs active and sanlock running: lvmlockd is started (when down), takes the
+    VG's lockspace over from sanlock and adopts each ORPHAN lease in its own mode. It needs the
+    lockspace held by sanlock with a sound lease, wdmd and sanlock running, every active LV
+    covered by a lease, no lease orphaned under an inactive LV, and no unfinished earlier recovery.
+    """
+    blockers = []
+    if lvm_version is None or tuple(lvm_version) < ADOPT_LOCKOPT_SINCE:
+        blockers.append('lvm2 %s cannot adopt orphaned leases (--lockopt adoptls/adoptlv came with %d.%02d.%d)'
+                        % (('%d.%02d.%d' % tuple(lvm_version) if lvm_version else '(version unknown)',)
+                           + ADOPT_LOCKOPT_SINCE))
+    if record is not None:
+        blockers.append('an earlier recovery did not finish')
+    down = [unit for unit in ('wdmd', 'sanlock') if services.get(unit) != 'active']
+    if down:
+        blockers.append('%s not running' % ', '.join(down))
+    if not lockspace.get('joined') or lockspace.get('lease') != 'held':
+        blockers.append('sanlock does not hold the lockspace %s with a sound lease' % lockspace.get('name'))
+    unlocked = sorted(lv['lv_name'] for lv in lvs if lv['mode'] == 'unlocked')
+    if unlocked:
+        blockers.append('%s active without a lease' % ', '.join(unlocked))
+    stray = sorted(lv['lv_name'] for lv in lvs if lv['orphan'] and lv['mode'] == 'inactive')
+    if stray:
+        blockers.append('an ORPHAN lease of inactive %s' % ', '.join(stray))
+    return blockers
+
+
+def plan_adoption(name, lvs, services, timeout):
+    """Start lvmlockd when it is down, make it take the VG's lockspace over from sanlock (``--lockopt
+    adoptls``, no wait for a delta lease: sanlock still holds it) and adopt each ORPHAN lease in its
+    mode (``--lockopt adoptlv``; the LV is active already and stays so). No consumer stops, no LV is
+    deactivated and sanlock keeps running, so a watchdog that sanlock drives never fires."""
+    actions = []
+    if services.get('lvmlockd') != 'active':
+        actions.append(Action(['systemctl', 'start', 'lvmlockd.service'],
+                              'start lvmlockd (sanlock keeps the lockspace and the orphaned leases meanwhile)'))
+    start = lock_start_actions(name, timeout)[-1]  # no settle: the lvmlock LV stays active throughout
+    actions.append(Action(start.argv[:-1] + ['--lockopt', 'adoptls', name],
+                          'lock-start volume group %s by adopting the lockspace sanlock holds for this host' % name,
+                          timeout=start.timeout))
+    for lv in sorted(lvs, key=lambda row: row['lv_name']):
+        if lv['orphan']:
+            target = '%s/%s' % (name, lv['lv_name'])
+            actions.append(Action(['lvchange', '--activate', 'ey' if lv['mode'] == 'exclusive' else 'sy',
+                                   '--lockopt', 'adoptlv', target],
+                                  'adopt the orphaned %s lease of %s (it stays active)' % (lv['mode'], target)))
+    return actions
+
+
+def recovery_problems(expected, lvs):
+    """What a recovery left wrong, read back after it ran (empty when it worked): leases still ORPHAN,
+    or an LV whose mode is not the one planned."""
+    problems = []
+    orphans = sorted(lv['lv_name'] for lv in lvs if lv['orphan'])
+    if orphans:
+        problems.append('the lease(s) of %s are still ORPHAN' % ', '.join(orphans))
+    modes = dict((lv['lv_name'], lv['mode']) for lv in lvs)
+    for lv_name, lv in sorted(expected.get('lvs', {}).items()):
+        if lv_name in modes and modes[lv_name] != lv['activation']:
+            problems.append('%s is %s, not %s' % (lv_name, modes[lv_name], lv['activation']))
+    return problems
+
+
+def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, consumer_states, lvm_version=None,
+                  daemon=None):
     """Actions that give a host its lock state back, and the expected diff view.
 
-    Stop the consumers that run, record each active LV's mode (the record of an unfinished earlier
+    Where the orphaned leases can be adopted (``adoption_blockers`` is empty; ``lvm_version`` is the
+    ``parse_lvm_version`` of this host), ``plan_adoption`` does it in place. Otherwise:
+    stop the consumers that run, record each active LV's mode (the record of an unfinished earlier
     run wins), deactivate them, stop lvmlockd, kill sanlock (which forgets the orphaned leases;
     other hosts see them expire), restart the lock daemons, lock-start the VG, reactivate each LV in
     its mode, start the consumers again and drop the record. An LV active without a lease comes back
@@ -674,14 +759,20 @@ def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, 
     reasons = recovery_reasons(lockspace, lvs, services, record)
     if not reasons:
         return [], copy.deepcopy(before), reasons
+    blockers = adoption_blockers(lvs, lockspace, services, record, lvm_version)
+    if not blockers:
+        expected = copy.deepcopy(before)
+        expected['lock_started'] = True
+        return plan_adoption(name, lvs, services, spec['timeout'] or LOCK_START_TIMEOUT), expected, reasons
     if services.get('sanlock') == 'active' and not NO_WATCHDOG_RE.search(sanlock_defaults or ''):
         raise Refusal(['state=recovered: sanlock on this host drives the watchdog (%s has no sanlock_opts="-w 0"): '
-                       'killing it would reset the host; reboot the host instead, then run this again'
-                       % SANLOCK_DEFAULTS])
+                       'killing it would reset the host, and the orphaned leases cannot be adopted in place (%s); '
+                       'reboot the host instead, then run this again' % (SANLOCK_DEFAULTS, '; '.join(blockers))])
     if services.get('sanlock') == 'active' and (daemon or {}).get('use_watchdog', '0') != '0':
         raise Refusal(['state=recovered: sanlock on this host runs with the watchdog (use_watchdog=%s in sanlock '
-                       'client status -D; %s says -w 0 from its next start): killing it would reset the host; '
-                       'reboot the host instead, then run this again' % (daemon['use_watchdog'], SANLOCK_DEFAULTS)])
+                       'client status -D; %s says -w 0 from its next start): killing it would reset the host, and '
+                       'the orphaned leases cannot be adopted in place (%s); reboot the host instead, then run this '
+                       'again' % (daemon['use_watchdog'], SANLOCK_DEFAULTS, '; '.join(blockers))])
     path = recovery_record_path(name)
     actions = []
     if record is None:

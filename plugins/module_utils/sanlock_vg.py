@@ -90,18 +90,29 @@ def plan_or_refuse(module, planned, vg, lvs, lockspace):
                          lockspace=lockspace, lvs=lv_facts)
 
 
-def apply_and_report(module, runner, name, host_id, read, actions, expected, **extra):
+def apply_and_report(module, runner, name, host_id, read, actions, expected, verify=None, **extra):
     """Apply the plan, read the VG back when it changed something, and report (ends the run).
 
     ``read`` is the (vg, lvs, lockspace) the plan was made from; ``extra`` goes into the result.
+    ``verify(expected, lvs)``, given, lists what the read-back shows wrong; the run then fails with it.
     """
     vg, lvs, lockspace = read
     before = sanlock.view(vg, lvs, lockspace)
     changed = runner.apply(actions, explain=sanlock.explain_failure)
     if changed and not module.check_mode:
+        planned = expected
         vg, lvs, status = read_state(runner, name)
         lockspace = sanlock.lockspace_facts(name, status, host_id)
         expected = sanlock.view(vg, lvs, lockspace)
+        wrong = verify(planned, lvs) if verify else []
+        if wrong:
+            vg_facts, lv_facts = facts(vg, lvs)
+            module.fail_json(msg='the recovery of %s ran, but %s; a lease that stays ORPHAN is still this host\'s '
+                                 'in sanlock, so no other host can take its LV. Check sanlock client status and '
+                                 'journalctl -u lvmlockd, then stop what uses the VG, reboot this host (which drops '
+                                 'its leases) and run the recovery again' % (name, '; '.join(wrong)),
+                             reasons=wrong, commands=runner.commands, vg=vg_facts, lockspace=lockspace, lvs=lv_facts,
+                             **extra)
     vg_facts, lv_facts = facts(vg, lvs)
     result = dict(extra, changed=changed, vg=vg_facts, lockspace=lockspace, lvs=lv_facts, commands=runner.commands)
     if module._diff:
@@ -123,15 +134,20 @@ def recover(module, runner, spec):
             out = runner.read(['systemctl', 'is-active'] + spec['consumers'], ok_rcs=None)[1]
             consumer_states = sanlock.parse_is_active(out, units=spec['consumers'])
         path = sanlock.recovery_record_path(spec['name'])
+        lvm_version = None
+        if services.get('lvmlockd') != 'active' or any(lv['orphan'] for lv in lvs):
+            # whether lvm2 can adopt the orphaned leases in place (only read when there may be some)
+            lvm_version = sanlock.parse_lvm_version(runner.read(sanlock.LVM_VERSION_ARGV, ok_rcs=None)[1])
 
         def planned():
             record = sanlock.parse_recovery_record(read_text(path), path)
             return sanlock.plan_recovery(
                 spec, vg, lvs, lockspace, services, record, read_text(sanlock.SANLOCK_DEFAULTS), consumer_states,
-                daemon=status.get('daemon'))
+                lvm_version, daemon=status.get('daemon'))
 
         actions, expected, reasons = plan_or_refuse(module, planned, vg, lvs, lockspace)
-        apply_and_report(module, runner, spec['name'], config['host_id'], (vg, lvs, lockspace), actions, expected, problems=reasons)
+        apply_and_report(module, runner, spec['name'], config['host_id'], (vg, lvs, lockspace), actions, expected,
+                         verify=sanlock.recovery_problems, problems=reasons)
 
 
 def run(module):

@@ -30,7 +30,17 @@ description:
     what keeps the host from using the VG.
   - V(recovered) gives a host whose lock state is lost its locks back, in one run. The state is lost when
     lvmlockd died or was killed (sanlock keeps its leases as ORPHAN and they block the lockspace), a lock
-    daemon is down, the lockspace's lease failed, or an LV is active without a lease. The run stops the
+    daemon is down, the lockspace's lease failed, or an LV is active without a lease.
+  - With lvm2 2.03.25 or later (Debian 13) V(recovered) adopts the orphaned leases in place when it can, that is
+    when wdmd and sanlock run, sanlock still holds the VG's lockspace with a sound lease, every active LV has a
+    lease and no earlier recovery is unfinished. It starts lvmlockd when it is down, lock-starts the VG with
+    C(vgchange --lock-start --lockopt adoptls) (lvmlockd takes over the lockspace sanlock holds, with no wait for
+    a lease) and adopts each ORPHAN lease in its mode with C(lvchange --activate ey|sy --lockopt adoptlv). The
+    LVs stay active, the O(consumers) keep running and sanlock is never restarted, so this is safe where sanlock
+    drives the watchdog. It does not use C(lvmlockd --adopt 1), which in lvm2 2.03.31 hangs lvmlockd at its
+    start whenever a lockspace survived in sanlock. The run reads the leases back and fails, naming them, when
+    any is still ORPHAN or an LV is not in its mode.
+  - Otherwise (lvm2 before 2.03.25, Debian 12, or an LV active without a lease) the run stops the
     O(consumers) that are active, records each active LV's mode in
     C(/var/lib/openblock-storage/sanlock_vg-NAME.recovery.json), deactivates those LVs, stops lvmlockd,
     kills sanlock (so it forgets the orphaned leases; other hosts see them expire), restarts wdmd,
@@ -38,9 +48,10 @@ description:
     old lease to expire, about 100 s), reactivates each LV in its recorded mode, starts the consumers
     again and drops the record. A run that fails half-way leaves the record, and the next run
     finishes from it. A host whose lock state is sound is left alone (no change is reported).
-  - V(recovered) refuses when sanlock drives the watchdog (no C(sanlock_opts="-w 0") in
-    C(/etc/default/sanlock), or the running daemon reports C(use_watchdog=1)), since killing it would reset
-    the host; reboot the host then. O(watchdog) sets it.
+  - That second way refuses when sanlock drives the watchdog (no C(sanlock_opts="-w 0") in
+    C(/etc/default/sanlock), the default of Debian 13's sanlock 3.9.5, or the running daemon reports
+    C(use_watchdog=1)), since killing it would reset the host; the refusal says why the leases could not be
+    adopted; reboot the host then. O(watchdog) sets the option.
   - When the lockspace's lease is failing or lost (sanlock cannot renew it, because the storage that holds
     the leases is gone, for example a storage node down for longer than the lease lives), the host's locks
     protect nothing. V(query) reports it in RV(problems) and every other state fails closed, naming the
@@ -148,7 +159,8 @@ extends_documentation_fragment:
 notes:
   - In diff mode, before and after show the VG, whether it is lock-started here, and each LV's size and activation.
   - Runs the LVM commands with C(LC_ALL=C); reads state with the JSON reports of C(vgs) and C(lvs),
-    C(lvmconfig), C(systemctl is-active) and C(sanlock client status).
+    C(lvmconfig), C(systemctl is-active) and C(sanlock client status); V(recovered) also reads C(lvm version)
+    when lvmlockd is down or a lease is ORPHAN.
   - Serializes itself with the other modules of the collection through a host-wide lock.
   - The role openblock.storage.shared_lvm sets up lvmlockd, sanlock, the watchdog and host_id, and uses this module.
 seealso:
@@ -189,7 +201,7 @@ EXAMPLES = r'''
     name: shared
     state: stopped
 
-- name: After lvmlockd was killed, give this host its locks back (the consumers stop meanwhile)
+- name: After lvmlockd was killed, give this host its locks back (adopted in place with lvm2 2.03.25+; before, the consumers stop meanwhile)
   openblock.storage.sanlock_vg:
     name: shared
     state: recovered
@@ -249,7 +261,8 @@ problems:
   description:
     - With O(state=query), what keeps this host from using the VG (unset C(use_lvmlockd) or C(host_id), a lock daemon
       down, a lockspace lease that is failing or lost).
-    - With O(state=recovered), what was wrong with the lock state before the run (empty when it was sound).
+    - With O(state=recovered), what was wrong with the lock state before the run (empty when it was sound); when
+      the run fails because leases are still ORPHAN after it, the result's C(reasons) name them.
     - In check mode on a host that is not ready yet, the same, and the O(pvs) that are not there.
   returned: when O(state=query) or O(state=recovered), and in check mode when RV(ready) is false
   type: list

@@ -4,6 +4,7 @@ Debian 12): VG `shared` on one disk, host_id 1, lv1 active exclusive, lv2 shared
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -583,3 +584,181 @@ def test_a_host_without_lvm2_is_refused_with_what_to_install(monkeypatch, state)
     assert result['commands'] == []
     assert result['msg'] == ('this host is not ready for a sanlock VG: lvm2 is not installed (no lvmconfig); '
                              'install lvm2-lockd and sanlock (the shared_lvm role does)')
+
+
+# ---------------------------------------------------------------- state=recovered by adoption (Debian 13)
+# Recorded on a trixie lab VM (lvm2 2.03.31, sanlock 3.9.5 driving the watchdog): VG adoptvg on one disk,
+# host_id 1, lvx active exclusive, lvs active shared, lvi inactive; see the fixtures' README.
+
+TRIXIE = (2, 3, 31)
+TRIXIE_DEFAULTS = (FIXTURES / 'default_sanlock.trixie').read_text()  # sanlock_opts="": it drives the watchdog
+
+
+def trixie(status, services, lvs='trixie_lvs_lvmlockd_killed'):
+    st = sanlock.parse_sanlock_status(out(status))
+    rows = sanlock.parse_lvs(out(lvs), st['resources'].get('lvm_adoptvg', {}))
+    return (sanlock.parse_vg(out('trixie_vgs_adoptvg')), rows, sanlock.lockspace_facts('adoptvg', st, 1),
+            sanlock.parse_is_active(out(services)))
+
+
+def test_lvm_version_of_debian_13():
+    assert rec('trixie_lvm_version')[0] == 0
+    assert sanlock.parse_lvm_version(out('trixie_lvm_version')) == TRIXIE
+    assert sanlock.parse_lvm_version('') is None
+
+
+def test_a_killed_lvmlockd_on_a_watchdog_host_is_recovered_by_adoption_only():
+    """After `pkill -9 -x lvmlockd`: sanlock (driving the watchdog) keeps the lockspace and both leases
+    ORPHAN. The plan starts lvmlockd and adopts them in their modes: no consumer stops, no LV is
+    deactivated, sanlock is never touched, nothing is recorded on disk."""
+    vg, lvs, lockspace, services = trixie('trixie_sanlock_status_D_lvmlockd_killed', 'trixie_is_active_lvmlockd_killed')
+    assert services == {'wdmd': 'active', 'sanlock': 'active', 'lvmlockd': 'failed'}
+    assert {lv['lv_name']: (lv['mode'], lv['orphan']) for lv in lvs} == {
+        'lvi': ('inactive', False), 'lvs': ('shared', True), 'lvx': ('exclusive', True)}
+    wanted = spec(name='adoptvg', state='recovered', consumers=['nova-compute'])
+    actions, expected, reasons = sanlock.plan_recovery(
+        wanted, vg, lvs, lockspace, services, None, TRIXIE_DEFAULTS, {'nova-compute.service': 'active'}, TRIXIE)
+    assert reasons == ['lvmlockd not running', 'ORPHAN lease(s) of a dead lvmlockd on lvs, lvx']
+    assert argvs(actions) == [
+        'systemctl start lvmlockd.service',
+        'timeout 300 vgchange --lock-start --lockopt adoptls adoptvg',
+        'lvchange --activate sy --lockopt adoptlv adoptvg/lvs',
+        'lvchange --activate ey --lockopt adoptlv adoptvg/lvx']
+    assert actions[1].timeout == 330
+    assert expected == dict(sanlock.view(vg, lvs, lockspace), lock_started=True)
+    # read back before the adoption, the leases are still orphaned: the run fails closed on that
+    assert sanlock.recovery_problems(expected, lvs) == ['the lease(s) of lvs, lvx are still ORPHAN']
+
+
+def test_an_lvmlockd_restarted_without_adoption_only_adopts():
+    """lvmlockd was started again by hand (no adoption): it runs, the leases are still ORPHAN."""
+    vg, lvs, lockspace, services = trixie('trixie_sanlock_status_D_lvmlockd_restarted', 'trixie_is_active_all')
+    actions, _expected, reasons = sanlock.plan_recovery(
+        spec(name='adoptvg', state='recovered'), vg, lvs, lockspace, services, None, TRIXIE_DEFAULTS, {}, TRIXIE)
+    assert reasons == ['ORPHAN lease(s) of a dead lvmlockd on lvs, lvx']
+    assert argvs(actions) == ['timeout 300 vgchange --lock-start --lockopt adoptls adoptvg',
+                              'lvchange --activate sy --lockopt adoptlv adoptvg/lvs',
+                              'lvchange --activate ey --lockopt adoptlv adoptvg/lvx']
+
+
+def test_after_the_adoption_the_host_is_sound_and_every_lv_kept_its_mode():
+    before = trixie('trixie_sanlock_status_D_lvmlockd_killed', 'trixie_is_active_lvmlockd_killed')
+    _actions, expected, _reasons = sanlock.plan_recovery(
+        spec(name='adoptvg', state='recovered'), before[0], before[1], before[2], before[3], None, TRIXIE_DEFAULTS,
+        {}, TRIXIE)
+    vg, lvs, lockspace, services = trixie('trixie_sanlock_status_D_adopted', 'trixie_is_active_all',
+                                          lvs='trixie_lvs_adopted')
+    assert not any(lv['orphan'] for lv in lvs)
+    assert sanlock.recovery_problems(expected, lvs) == []
+    # the next run finds nothing to do
+    actions, again, reasons = sanlock.plan_recovery(
+        spec(name='adoptvg', state='recovered'), vg, lvs, lockspace, services, None, TRIXIE_DEFAULTS, {}, TRIXIE)
+    assert (actions, reasons) == ([], [])
+    assert again == expected
+
+
+def test_a_mode_that_changed_is_a_recovery_problem():
+    vg, lvs, lockspace, _services = trixie('trixie_sanlock_status_D_adopted', 'trixie_is_active_all',
+                                           lvs='trixie_lvs_adopted')
+    expected = sanlock.view(vg, lvs, lockspace)
+    expected['lvs']['lvx']['activation'] = 'shared'
+    assert sanlock.recovery_problems(expected, lvs) == ['lvx is exclusive, not shared']
+
+
+@pytest.mark.parametrize('change, blocker', [
+    (dict(version=(2, 3, 16)), 'lvm2 2.03.16 cannot adopt orphaned leases (--lockopt adoptls/adoptlv came with 2.03.25)'),
+    (dict(version=None), 'lvm2 (version unknown) cannot adopt'),
+    (dict(unlocked='lvi'), 'lvi active without a lease'),
+    (dict(inactive_orphan='lvx'), 'an ORPHAN lease of inactive lvx'),
+    (dict(record=True), 'an earlier recovery did not finish'),
+])
+def test_without_adoption_a_watchdog_host_is_still_refused(change, blocker):
+    """Where adoption cannot work the old path stays, and on a host whose sanlock drives the watchdog
+    it is refused as before, now saying why the leases cannot be adopted."""
+    vg, lvs, lockspace, services = trixie('trixie_sanlock_status_D_lvmlockd_killed', 'trixie_is_active_lvmlockd_killed')
+    for lv in lvs:
+        if lv['lv_name'] == change.get('unlocked'):
+            lv['mode'] = 'unlocked'
+        if lv['lv_name'] == change.get('inactive_orphan'):
+            lv['mode'] = 'inactive'
+    record = {'lvs': {}, 'consumers': []} if change.get('record') else None
+    with pytest.raises(Refusal, match='drives the watchdog.*cannot be adopted in place.*%s.*reboot the host instead'
+                       % re.escape(blocker)):
+        sanlock.plan_recovery(spec(name='adoptvg', state='recovered'), vg, lvs, lockspace, services, record,
+                              TRIXIE_DEFAULTS, {}, change.get('version', TRIXIE))
+
+
+def test_without_adoption_a_host_whose_sanlock_can_be_killed_takes_the_old_path():
+    vg, lvs, lockspace, services = trixie('trixie_sanlock_status_D_lvmlockd_killed', 'trixie_is_active_lvmlockd_killed')
+    actions = sanlock.plan_recovery(spec(name='adoptvg', state='recovered'), vg, lvs, lockspace, services, None,
+                                    DEFAULTS, {}, (2, 3, 16))[0]
+    assert 'systemctl kill --signal=SIGKILL sanlock.service' in argvs(actions)
+    assert not any('--lockopt' in a for a in argvs(actions))
+
+
+class Ended(Exception):
+    pass
+
+
+class FakeModule(object):
+    check_mode = False
+    _diff = False
+
+    def fail_json(self, **result):
+        raise Failed(result)
+
+    def exit_json(self, **result):
+        raise Ended(result)
+
+
+class AppliedRunner(object):
+    commands = ['systemctl start lvmlockd.service']
+
+    def apply(self, actions, explain=None):
+        return True
+
+
+def test_a_recovery_that_leaves_a_lease_orphan_fails_naming_it(monkeypatch):
+    """Fail closed: the state read back after the adoption still shows the ORPHAN leases (here: the
+    state recorded right after the kill), so the run fails, naming them and what to do."""
+    vg, lvs, lockspace, services = trixie('trixie_sanlock_status_D_lvmlockd_killed', 'trixie_is_active_lvmlockd_killed')
+    actions, expected, reasons = sanlock.plan_recovery(
+        spec(name='adoptvg', state='recovered'), vg, lvs, lockspace, services, None, TRIXIE_DEFAULTS, {}, TRIXIE)
+    status = sanlock.parse_sanlock_status(out('trixie_sanlock_status_D_lvmlockd_killed'))
+    monkeypatch.setattr(sanlock_vg, 'read_state', lambda runner, name: (vg, lvs, status))
+    with pytest.raises(Failed) as failed:
+        sanlock_vg.apply_and_report(FakeModule(), AppliedRunner(), 'adoptvg', 1, (vg, lvs, lockspace), actions,
+                                    expected, verify=sanlock.recovery_problems, problems=reasons)
+    result = failed.value.args[0]
+    assert result['reasons'] == ['the lease(s) of lvs, lvx are still ORPHAN']
+    assert result['msg'].startswith('the recovery of adoptvg ran, but the lease(s) of lvs, lvx are still ORPHAN; ')
+    assert 'reboot this host' in result['msg'] and result['problems'] == reasons
+    # read back adopted, the same run reports its change
+    st = sanlock.parse_sanlock_status(out('trixie_sanlock_status_D_adopted'))
+    after = sanlock.parse_lvs(out('trixie_lvs_adopted'), st['resources']['lvm_adoptvg'])
+    monkeypatch.setattr(sanlock_vg, 'read_state', lambda runner, name: (vg, after, st))
+    with pytest.raises(Ended) as ended:
+        sanlock_vg.apply_and_report(FakeModule(), AppliedRunner(), 'adoptvg', 1, (vg, lvs, lockspace), actions,
+                                    expected, verify=sanlock.recovery_problems, problems=reasons)
+    assert ended.value.args[0]['changed'] and ended.value.args[0]['lvs']['lvx']['activation'] == 'exclusive'
+
+
+def test_debian_12_takes_the_old_path_from_what_it_recorded():
+    """Recorded on a bookworm VM (lvm2 2.03.16, sanlock 3.8.5 with -w 0) after pkill -9 -x lvmlockd,
+    with lvx exclusive and lvs shared: lvm2 2.03.16 has no --lockopt adoptls/adoptlv, so the plan is
+    the old one (its sanlock may be killed); the same state where sanlock drives the watchdog is refused."""
+    assert sanlock.parse_lvm_version(out('bookworm_lvm_version')) == (2, 3, 16)
+    st = sanlock.parse_sanlock_status(out('bookworm_sanlock_status_D_lvmlockd_killed'))
+    lvs = sanlock.parse_lvs(out('bookworm_lvs_lvmlockd_killed'), st['resources']['lvm_bvg'])
+    assert {lv['lv_name']: (lv['mode'], lv['orphan']) for lv in lvs} == {
+        'lvs': ('shared', True), 'lvx': ('exclusive', True)}
+    vg, lockspace = sanlock.parse_vg(out('bookworm_vgs_bvg')), sanlock.lockspace_facts('bvg', st, 1)
+    services = sanlock.parse_is_active(out('bookworm_is_active_lvmlockd_killed'))
+    version = sanlock.parse_lvm_version(out('bookworm_lvm_version'))
+    actions = sanlock.plan_recovery(spec(name='bvg', state='recovered'), vg, lvs, lockspace, services, None,
+                                    DEFAULTS, {}, version)[0]
+    assert 'systemctl kill --signal=SIGKILL sanlock.service' in argvs(actions)
+    assert 'lvchange --activate n bvg/lvs bvg/lvx' in argvs(actions)
+    with pytest.raises(Refusal, match='lvm2 2.03.16 cannot adopt orphaned leases \\(--lockopt adoptls/adoptlv came with 2.03.25\\)'):
+        sanlock.plan_recovery(spec(name='bvg', state='recovered'), vg, lvs, lockspace, services, None,
+                              TRIXIE_DEFAULTS, {}, version)
