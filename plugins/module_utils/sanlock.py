@@ -353,16 +353,22 @@ def view(vg, lvs, lockspace):
 
 def lock_start_actions(vg_name, timeout):
     """``vgchange --lock-start`` bounded by ``timeout`` seconds (coreutils timeout exits 124 on expiry),
-    once udev has emptied its queue. Right after a lock-stop, udev may still have to process the
-    removal of the VG's lvmlock device; on Debian 13 that removal then deletes the device node the
-    lock-start has just made, and the lock-start fails ("prepare_lockspace_san stat error 2" from
-    lvmlockd, "invalid parameters for sanlock" from vgchange)."""
-    return [Action(['udevadm', 'settle', '--timeout=30'],
-                   'wait until udev has processed its queue (the lvmlock device of an earlier lock-stop)',
-                   ok_rcs=(0, 1), noop_rcs=(0, 1)),  # a busy udev is no reason to skip the lock-start
-            Action(['timeout', str(timeout), 'vgchange', '--lock-start', vg_name],
-                   'lock-start volume group %s on this host (joins its sanlock lockspace, waits up to %d s)'
-                   % (vg_name, timeout), timeout=timeout + 30)]  # the Runner's bound lets the inner one speak first
+    once udev has emptied its queue, and once more if the first attempt fails with exit 5. On Debian
+    13 a lock-start that activates the VG's lvmlock LV (after a lock-stop) now and then fails at
+    once: lvmlockd finds no device node yet ("prepare_lockspace_san stat error 2" in its log,
+    "invalid parameters for sanlock" from vgchange); a second lock-start a moment later finds it.
+    A lock-start of a VG already started exits 0, so the second one is harmless after a first that
+    worked, and a failure it repeats is reported."""
+    def settle():
+        return Action(['udevadm', 'settle', '--timeout=30'],
+                      'wait until udev has processed its queue (the lvmlock device of the VG)',
+                      ok_rcs=(0, 1), noop_rcs=(0, 1))  # a busy udev is no reason to skip the lock-start
+    argv = ['timeout', str(timeout), 'vgchange', '--lock-start', vg_name]
+    why = ('lock-start volume group %s on this host (joins its sanlock lockspace, waits up to %d s)'
+           % (vg_name, timeout))
+    # The Runner's bound (timeout + 30) lets the inner timeout speak first.
+    return [settle(), Action(argv, why, ok_rcs=(0, 5), noop_rcs=(5,), timeout=timeout + 30),
+            settle(), Action(argv, why + ', again if the first attempt found no lvmlock device', timeout=timeout + 30)]
 
 
 def _activate(target, mode):

@@ -204,7 +204,7 @@ def test_converged_state_plans_nothing():
 def test_lock_start_when_not_joined_is_bounded():
     vg, lvs = state('sanlock_status_empty')[:2]
     actions, expected = sanlock.plan(spec(lock_start_timeout=90), vg, lvs, {'joined': False})
-    assert argvs(actions) == ['udevadm settle --timeout=30', 'timeout 90 vgchange --lock-start shared']
+    assert argvs(actions) == ['udevadm settle --timeout=30', 'timeout 90 vgchange --lock-start shared'] * 2
     assert expected['lock_started'] is True
 
 
@@ -296,7 +296,8 @@ def test_explain_names_the_lv_locked_elsewhere_and_the_timeout():
 def test_lock_start_is_bounded_by_its_own_timeout_first():
     """The Runner's bound of a lock-start outlasts the lock_start_timeout it runs under, so the
     inner timeout's own exit (124, explained by explain_failure) is what the user sees."""
-    settle, action = sanlock.lock_start_actions('shared', 300)
+    settle, first, again_settle, action = sanlock.lock_start_actions('shared', 300)
+    assert first.argv == action.argv and first.changed_by(0) and not first.changed_by(5) and 5 not in action.ok_rcs
     assert action.argv[:2] == ['timeout', '300'] and action.timeout > 300
     assert settle.argv[:2] == ['udevadm', 'settle'] and not settle.changed_by(1)
 
@@ -404,6 +405,8 @@ def test_recovery_after_lvmlockd_was_killed_restores_every_mode_in_order():
         'systemctl stop lvmlockd.service',
         'systemctl kill --signal=SIGKILL sanlock.service',
         'systemctl restart wdmd.service', 'systemctl restart sanlock.service', 'systemctl restart lvmlockd.service',
+        'udevadm settle --timeout=30',
+        'timeout 300 vgchange --lock-start shared',
         'udevadm settle --timeout=30',
         'timeout 300 vgchange --lock-start shared',
         'lvchange --activate sy shared/lv1',  # no lease: the activation the input gives it
