@@ -534,8 +534,6 @@ def plan(spec, vg, lvs, lockspace, other_hosts=()):
 # start again, kept until both are done, so that a run that fails half-way can be repeated.
 RECOVERY_DIR = '/var/lib/openblock-storage'
 SANLOCK_DEFAULTS = '/etc/default/sanlock'
-# "-w 0": sanlock does not drive the watchdog, so killing it does not reset the host (Debian's default).
-NO_WATCHDOG_RE = re.compile(r'^\s*sanlock_opts=["\']?(?:.*\s)?-w\s*0(?:["\'\s]|$)', re.M)
 
 
 # sanlock.service runs ``sanlock daemon $sanlock_opts``, sanlock_opts set in /etc/default/sanlock. Its -w
@@ -770,7 +768,7 @@ def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, 
         expected = copy.deepcopy(before)
         expected['lock_started'] = True
         return plan_adoption(name, lvs, services, spec['timeout'] or LOCK_START_TIMEOUT), expected, reasons
-    if services.get('sanlock') == 'active' and not NO_WATCHDOG_RE.search(sanlock_defaults or ''):
+    if services.get('sanlock') == 'active' and defaults_watchdog(sanlock_defaults):
         raise Refusal(['state=recovered: sanlock on this host drives the watchdog (%s has no sanlock_opts="-w 0"): '
                        'killing it would reset the host, and the orphaned leases cannot be adopted in place (%s); '
                        'reboot the host instead, then run this again' % (SANLOCK_DEFAULTS, '; '.join(blockers))])

@@ -441,8 +441,8 @@ def test_a_sanlock_that_drives_the_watchdog_is_never_killed():
     for defaults in (None, trixie, DEFAULTS.replace('-w 0', '-w 1'), DEFAULTS.replace('sanlock_opts=', '#sanlock_opts=')):
         with pytest.raises(Refusal, match='drives the watchdog.*reboot the host instead'):
             sanlock.plan_recovery(spec(state='recovered'), vg, lvs, lockspace, services, None, defaults, {})
-    assert sanlock.NO_WATCHDOG_RE.search('sanlock_opts="-U sanlock -w 0"\n')
-    assert not sanlock.NO_WATCHDOG_RE.search('sanlock_opts="-w 01"\n')
+    assert not sanlock.defaults_watchdog('sanlock_opts="-U sanlock -w 0"\n')
+    assert sanlock.defaults_watchdog('sanlock_opts="-w 01"\n')
 
 
 def test_a_sanlock_still_running_with_the_watchdog_is_never_killed():
@@ -494,7 +494,7 @@ def test_sanlock_opts_as_the_package_defaults_of_each_release_give_them():
     # no file, or no sanlock_opts in it: the line is added
     assert sanlock.sanlock_defaults_with(None, False) == 'sanlock_opts="-w 0"\n'
     assert sanlock.sanlock_defaults_with('enabled=1', False) == 'enabled=1\nsanlock_opts="-w 0"\n'
-    assert sanlock.NO_WATCHDOG_RE.search(sanlock.sanlock_defaults_with(TRIXIE_DEFAULTS, False))
+    assert not sanlock.defaults_watchdog(sanlock.sanlock_defaults_with(TRIXIE_DEFAULTS, False))
 
 
 def test_the_watchdog_setting_restarts_only_a_sanlock_without_lockspace():
