@@ -8,15 +8,18 @@ SHELL := /bin/bash
 
 VENV    := .venv
 BIN     := $(VENV)/bin
-PYTHON  ?= python3
+# The controller Python of every venv: the newest of at least 3.12 on PATH or in pyenv (what
+# ansible-core 2.20 and later require of a controller).
+PYTHON  := $(or $(PYTHON),$(shell scripts/find-python.sh 3.12))
 STAMP   := $(VENV)/.installed
-# The controller matrix: .venv has the ansible-core of requirements.txt (the oldest supported) and
-# every other tool; each version of CORE_MATRIX gets a venv of its own with only ansible-core and
-# pytest, on a Python of at least 3.12 (what ansible-core 2.20 and later require of a controller),
-# for ansible-test sanity and the unit tests. The labs run with .venv.
-CORE_MATRIX := 2.20.10 2.21.5
-CORE_PYTHON ?= $(shell scripts/find-python.sh 3.12)
+# The controller matrix: .venv has the ansible-core of requirements.txt (the newest supported) and
+# every other tool, and runs the labs; each older version of CORE_MATRIX gets a venv of its own with
+# only ansible-core and pytest, for ansible-test sanity and the unit tests.
+CORE_MATRIX := 2.19.14 2.20.10
 CORE_VENVS  := $(foreach v,$(CORE_MATRIX),.build/core-$(v))
+NO_PYTHON   := echo "make: the controller needs a Python of 3.12 or newer (ansible-core 2.20 and later) and none was found."; \
+	  echo "      Install one (Debian 13: apt install python3-venv; Debian 12: pyenv install 3.13)"; \
+	  echo "      and name it if it is not on PATH: make PYTHON=/path/to/python3.13 ..."; exit 1
 LABCTL  := $(BIN)/python lab/labctl
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -28,11 +31,12 @@ help:
 	@echo "make test         everything CI runs: integration and system side by side, with lint, sanity, unit, docs-check and the core matrix beside them"
 	@echo "make plan         what site.yml would change, by host (check and diff mode, nothing changes)"
 	@echo "make docs         the HTML docsite in .build/docs/build/html"
-	@echo "make matrix       sanity and unit tests on every ansible-core of CORE_MATRIX ($(CORE_MATRIX))"
+	@echo "make matrix       sanity and unit tests on every older ansible-core of CORE_MATRIX ($(CORE_MATRIX))"
 	@echo "make lint | sanity | unit | docs-check | integration | system | site-scenario | check-fresh | bench | build | clean"
 
 $(STAMP): requirements.txt
-	$(PYTHON) -m venv $(VENV)
+	@if [ -z "$(PYTHON)" ]; then $(NO_PYTHON); fi
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
 	# Link the collection into site-packages, where ansible-core's collection loader finds it:
@@ -48,12 +52,9 @@ $(STAMP): requirements.txt
 venv: $(STAMP)
 
 .build/core-%/.installed: requirements.txt
-	@if [ -z "$(CORE_PYTHON)" ]; then \
-	  echo "make: ansible-core $* needs a controller Python of 3.12 or newer and none was found."; \
-	  echo "      Install one (Debian 13: apt install python3-venv; Debian 12: pyenv install 3.13)"; \
-	  echo "      and name it if it is not on PATH: make CORE_PYTHON=/path/to/python3.13 ..."; exit 1; fi
+	@if [ -z "$(PYTHON)" ]; then $(NO_PYTHON); fi
 	rm -rf .build/core-$*
-	$(CORE_PYTHON) -m venv .build/core-$*
+	$(PYTHON) -m venv .build/core-$*
 	# The pins of requirements.txt constrain what ansible-core and pytest pull in, save ansible-core.
 	grep -v '^ansible-core==' requirements.txt > .build/core-$*/constraints.txt
 	.build/core-$*/bin/pip install -q --upgrade pip
@@ -77,7 +78,7 @@ sanity: venv host-packages
 unit: venv
 	$(BIN)/pytest -q tests/unit $(wildcard tests/lab)
 
-# The same sanity and unit tests on each newer ansible-core; every version runs even after a failure.
+# The same sanity and unit tests on each older ansible-core; every version runs even after a failure.
 matrix: core-venvs host-packages
 	failed=; for v in $(CORE_VENVS); do \
 	  echo "=== make matrix: $$v"; \
