@@ -101,10 +101,14 @@ docs-check: venv host-packages docs
 	$(BIN)/pytest -q tests/packaging tests/docs
 	cd lab && VAGRANT_CHECKPOINT_DISABLE=1 vagrant validate
 
-# The Debian releases of the lab (lab/lablib.py builds one image of each). Debian 13, what a new
-# server gets today, runs every lab pass; Debian 12 runs the module tests and the site scenario.
+# The Debian releases of the lab (lab/lablib.py builds one image of each). The module tests run on
+# each. The site scenarios run on a Debian 13 `cinder` lab (what a new server gets today) whose
+# compute1 runs Debian 12, as in a fleet in the middle of its upgrade: every compute role, the shared
+# VG (created by the Debian 12 host, joined by the Debian 13 one) and the faults then run on both
+# releases in one boot, at no extra CPU time.
 LAB_RELEASES := bookworm trixie
 SYSTEM_RELEASE := trixie
+SYSTEM_NODE_RELEASES := compute1=bookworm
 LAB_RELEASE ?= $(SYSTEM_RELEASE)
 
 # Module tests on the `single` lab topology of LAB_RELEASE, booted once for all of them.
@@ -115,7 +119,7 @@ integration: venv host-packages
 	$(LABCTL) up single; \
 	$(BIN)/pytest -q -p no:cacheprovider --durations=15 tests/integration
 
-# Everything that needs the whole site, on one boot of the `cinder` topology of SYSTEM_RELEASE, in
+# Everything that needs the whole site, on one boot of the mixed `cinder` lab above, in
 # an order that lets each step use what the one before left: the lab's smoke test, site.yml --check
 # on the still fresh VMs (it must report changes and change nothing), the site scenario `default`
 # (converge, verify, then a -vvv converge that must change nothing and show no secret), the shared
@@ -123,7 +127,8 @@ integration: venv host-packages
 # after a failure, so one run reports all of them; the target fails at the end, naming the failed
 # steps.
 system: venv host-packages
-	export LAB_DIR=$(CURDIR)/.build/lab-cinder-$(SYSTEM_RELEASE) LAB_RELEASE=$(SYSTEM_RELEASE) LAB_KEEP=1; \
+	export LAB_DIR=$(CURDIR)/.build/lab-cinder-system LAB_RELEASE=$(SYSTEM_RELEASE) \
+	  LAB_NODE_RELEASES=$(SYSTEM_NODE_RELEASES) LAB_KEEP=1; \
 	trap '$(LABCTL) down' EXIT; \
 	$(LABCTL) up cinder; \
 	failed=; step() { echo "=== make system: $$*"; "$$@" || failed="$$failed [$$*]"; }; \
@@ -134,7 +139,7 @@ system: venv host-packages
 	step $(BIN)/pytest -q -s --durations=10 tests/system/test_faults.py; \
 	if [ -n "$$failed" ]; then echo "make system: failed:$$failed"; exit 1; fi
 
-# The site scenario `default` alone on a `cinder` lab of LAB_RELEASE (Debian 12: not in `make test`).
+# The site scenario `default` alone on a `cinder` lab of LAB_RELEASE, every node on that release.
 site-scenario: venv host-packages
 	export LAB_DIR=$(CURDIR)/.build/lab-cinder-$(LAB_RELEASE) LAB_RELEASE=$(LAB_RELEASE); \
 	trap '$(LABCTL) down' EXIT; \

@@ -93,6 +93,24 @@ def release_of(named=None, environ=None):
     return release
 
 
+def node_releases(topology, release, environ=None):
+    """The release of each node: `release` for all, save those $LAB_NODE_RELEASES names
+    ("compute1=bookworm,compute2=trixie"), so that one lab can mix releases as a fleet in the middle
+    of an upgrade does. Raises LabError, naming the entry, on an unknown node or release."""
+    environ = os.environ if environ is None else environ
+    releases = {node.name: release for node in topology.nodes}
+    for entry in environ.get("LAB_NODE_RELEASES", "").replace(",", " ").split():
+        node, _sep, node_release = entry.partition("=")
+        if node not in releases:
+            raise LabError(f"LAB_NODE_RELEASES={entry!r}: topology {topology.name} has no node {node!r} "
+                           f"(nodes: {', '.join(releases)})")
+        if node_release not in RELEASES:
+            raise LabError(f"LAB_NODE_RELEASES={entry!r}: the lab builds Debian {' and '.join(RELEASES)}; "
+                           "write NODE=RELEASE with one of them")
+        releases[node] = node_release
+    return releases
+
+
 SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,19}")  # virtio-blk serials are at most 20 bytes
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")  # a Debian package name, no version

@@ -363,12 +363,18 @@ def lock_start_actions(vg_name, timeout):
         return Action(['udevadm', 'settle', '--timeout=30'],
                       'wait until udev has processed its queue (the lvmlock device of the VG)',
                       ok_rcs=(0, 1), noop_rcs=(0, 1))  # a busy udev is no reason to skip the lock-start
-    argv = ['timeout', str(timeout), 'vgchange', '--lock-start', vg_name]
+    argv = lock_start_argv(vg_name, timeout)
     why = ('lock-start volume group %s on this host (joins its sanlock lockspace, waits up to %d s)'
            % (vg_name, timeout))
-    # The Runner's bound (timeout + 30) lets the inner timeout speak first.
     return [settle(), Action(argv, why, ok_rcs=(0, 5), noop_rcs=(5,), timeout=timeout + 30),
             settle(), Action(argv, why + ', again if the first attempt found no lvmlock device', timeout=timeout + 30)]
+
+
+def lock_start_argv(vg_name, timeout, lockopt=None):
+    """``vgchange --lock-start`` (with ``--lockopt LOCKOPT``) bounded by ``timeout`` seconds; coreutils
+    timeout exits 124 on expiry. Its Action's own bound is ``timeout + 30``, so the inner one speaks first."""
+    return (['timeout', str(timeout), 'vgchange', '--lock-start'] + (['--lockopt', lockopt] if lockopt else [])
+            + [vg_name])
 
 
 def _activate(target, mode):
@@ -712,10 +718,10 @@ def plan_adoption(name, lvs, services, timeout):
     if services.get('lvmlockd') != 'active':
         actions.append(Action(['systemctl', 'start', 'lvmlockd.service'],
                               'start lvmlockd (sanlock keeps the lockspace and the orphaned leases meanwhile)'))
-    start = lock_start_actions(name, timeout)[-1]  # no settle: the lvmlock LV stays active throughout
-    actions.append(Action(start.argv[:-1] + ['--lockopt', 'adoptls', name],
+    # no udevadm settle: the lvmlock LV stays active throughout
+    actions.append(Action(lock_start_argv(name, timeout, 'adoptls'),
                           'lock-start volume group %s by adopting the lockspace sanlock holds for this host' % name,
-                          timeout=start.timeout))
+                          timeout=timeout + 30))
     for lv in sorted(lvs, key=lambda row: row['lv_name']):
         if lv['orphan']:
             target = '%s/%s' % (name, lv['lv_name'])
@@ -737,6 +743,18 @@ def recovery_problems(expected, lvs):
         if lv_name in modes and modes[lv_name] != lv['activation']:
             problems.append('%s is %s, not %s' % (lv_name, modes[lv_name], lv['activation']))
     return problems
+
+
+def sanlock_watchdog(sanlock_defaults, daemon):
+    """How sanlock uses the watchdog, or None when it does not: the file (``sanlock_defaults``) decides
+    from sanlock's next start, the running daemon's ``-D`` settings (``daemon``) until then."""
+    if defaults_watchdog(sanlock_defaults):
+        return 'drives the watchdog (%s has no sanlock_opts="-w 0")' % SANLOCK_DEFAULTS
+    use = (daemon or {}).get('use_watchdog', '0')
+    if use != '0':
+        return ('runs with the watchdog (use_watchdog=%s in sanlock client status -D; %s says -w 0 from its next '
+                'start)' % (use, SANLOCK_DEFAULTS))
+    return None
 
 
 def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, consumer_states, lvm_version=None,
@@ -768,15 +786,11 @@ def plan_recovery(spec, vg, lvs, lockspace, services, record, sanlock_defaults, 
         expected = copy.deepcopy(before)
         expected['lock_started'] = True
         return plan_adoption(name, lvs, services, spec['timeout'] or LOCK_START_TIMEOUT), expected, reasons
-    if services.get('sanlock') == 'active' and defaults_watchdog(sanlock_defaults):
-        raise Refusal(['state=recovered: sanlock on this host drives the watchdog (%s has no sanlock_opts="-w 0"): '
-                       'killing it would reset the host, and the orphaned leases cannot be adopted in place (%s); '
-                       'reboot the host instead, then run this again' % (SANLOCK_DEFAULTS, '; '.join(blockers))])
-    if services.get('sanlock') == 'active' and (daemon or {}).get('use_watchdog', '0') != '0':
-        raise Refusal(['state=recovered: sanlock on this host runs with the watchdog (use_watchdog=%s in sanlock '
-                       'client status -D; %s says -w 0 from its next start): killing it would reset the host, and '
-                       'the orphaned leases cannot be adopted in place (%s); reboot the host instead, then run this '
-                       'again' % (daemon['use_watchdog'], SANLOCK_DEFAULTS, '; '.join(blockers))])
+    watchdog = services.get('sanlock') == 'active' and sanlock_watchdog(sanlock_defaults, daemon)
+    if watchdog:
+        raise Refusal(['state=recovered: sanlock on this host %s: killing it would reset the host, and the orphaned '
+                       'leases cannot be adopted in place (%s); reboot the host instead, then run this again'
+                       % (watchdog, '; '.join(blockers))])
     path = recovery_record_path(name)
     actions = []
     if record is None:

@@ -188,6 +188,22 @@ def test_a_topology_may_name_its_release():
         lablib.parse_topology('t', 'release = "buster"\n' + text)
 
 
+def test_lab_node_releases_mixes_releases_in_one_lab():
+    topology = lablib.load_topology("cinder")
+    assert lablib.node_releases(topology, 'trixie', environ={}) == {
+        'storage1': 'trixie', 'compute1': 'trixie', 'compute2': 'trixie'}
+    assert lablib.node_releases(topology, 'trixie', environ={'LAB_NODE_RELEASES': 'compute1=bookworm'}) == {
+        'storage1': 'trixie', 'compute1': 'bookworm', 'compute2': 'trixie'}
+    both = {'LAB_NODE_RELEASES': 'compute1=bookworm, storage1=bookworm'}
+    assert lablib.node_releases(topology, 'trixie', environ=both)['storage1'] == 'bookworm'
+    with pytest.raises(lablib.LabError, match=r"LAB_NODE_RELEASES='compute3=bookworm': topology cinder has no "
+                                              r"node 'compute3' \(nodes: storage1, compute1, compute2\)"):
+        lablib.node_releases(topology, 'trixie', environ={'LAB_NODE_RELEASES': 'compute3=bookworm'})
+    with pytest.raises(lablib.LabError, match=r"LAB_NODE_RELEASES='compute1': the lab builds Debian bookworm "
+                                              r"and trixie; write NODE=RELEASE"):
+        lablib.node_releases(topology, 'trixie', environ={'LAB_NODE_RELEASES': 'compute1'})
+
+
 STORAGE_PACKAGES = ["lvm2", "thin-provisioning-tools", "tgt", "open-iscsi", "multipath-tools", "sanlock",
                     "lvm2-lockd"]
 

@@ -1,6 +1,6 @@
 """Harness of the system tests: the whole site on the lab's `cinder` topology (storage1, compute1, compute2).
 
-`make system` boots the topology once (LAB_DIR=.build/lab-cinder-trixie): test_check_mode_fresh.py runs
+`make system` boots the topology once (LAB_DIR=.build/lab-cinder-system): test_check_mode_fresh.py runs
 on the fresh lab, the molecule scenarios `default` and `shared_lvm` converge it, then
 test_faults.py runs on the converged lab. `make check-fresh` runs test_check_mode_fresh.py alone,
 on fresh VMs of its own (LAB_DIR=.build/lab-check).

@@ -1,9 +1,10 @@
 """Verifier of the `shared_lvm` scenario: the shared VG on storage1's LUN, seen by compute1 and compute2.
 
 The tests run in file order and build on one another: locks first, then a reboot of compute2 (the
-lab's one clean compute reboot: logins, lock-start and consumer in that order, and every path back),
-then lvmlockd killed on compute1 and the recovery playbook, then compute1's power cut while it holds
-an LV exclusively. Each prints what it measured. (The storage outage, which every compute's leases
+lab's one clean compute reboot: logins, lock-start and consumer in that order, and every path back,
+including one iscsi_session logged out before), then lvmlockd killed on compute1 and the recovery
+playbook, then compute1's power cut while it holds an LV exclusively (its paths come back by
+themselves as well). Each prints what it measured. (The storage outage, which every compute's leases
 outlive only 80 s, is the last of the faults: tests/system/test_faults.py.)
 """
 
@@ -36,6 +37,8 @@ COMPUTES = ['compute1', 'compute2']
 BIN = Path(sys.executable).parent
 # How long compute2 tries to take over the LV of a compute whose power went (and the bound of its time off)
 TAKEOVER_LIMIT = 400
+# storage1's second portal (the lab topology's storage-b address)
+PORTAL_B = '10.50.2.10:3260'
 
 
 def leases(host):
@@ -56,6 +59,40 @@ def modes(host):
     return dict((lv['lv_name'], 'inactive' if lv['lv_active_locally'] != '1'
                  else {'sh': 'shared', 'ex': 'exclusive'}.get(held.get(lv['lv_uuid']), 'unlocked'))
                 for lv in report)
+
+
+def log_out_of_one_path(name):
+    """iscsi_session state=logged_out on the second portal of NAME-disk: the session goes and the node
+    record stays automatic, so the host's next boot logs in again (the reboot and power-loss tests
+    check it, on each release of the lab, instead of a reboot of their own in the module tests)."""
+    target = 'iqn.2010-10.org.openstack:volume-%s-disk' % name
+    # force: multipathd holds the path's disk; the map keeps its other path
+    args = {'portals': [PORTAL_B], 'targets': [target], 'state': 'logged_out', 'force': True}
+    proc = subprocess.run([str(BIN / 'ansible'), '-i', INVENTORY, name, '-m', 'openblock.storage.iscsi_session',
+                           '-a', json.dumps(args)], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, ANSIBLE_FORCE_COLOR='0'))
+    assert proc.returncode == 0 and '| CHANGED' in proc.stdout, proc.stdout[-3000:] + proc.stderr[-1000:]
+    host = node(name)
+    assert not has_session(host, target)
+    assert run(host, 'iscsiadm -m node -T %s -p %s | grep "^node.startup ="' % (target, PORTAL_B)).split() == \
+        ['node.startup', '=', 'automatic']
+    return target
+
+
+def has_session(host, target):
+    return re.search(r'\] %s,\d+ %s(\s|$)' % (re.escape(PORTAL_B), re.escape(target)),
+                     run(host, 'iscsiadm -m session')) is not None
+
+
+def wait_for_two_running_paths(host):
+    """The sessions and maps come back by themselves after a boot: two running paths for every map."""
+    deadline = time.monotonic() + 180
+    while True:
+        maps = run(host, 'multipath -ll')
+        if maps_on_two_running_paths(maps):
+            return
+        assert time.monotonic() < deadline, maps
+        time.sleep(5)
 
 
 def playbook(path, *args):
@@ -101,6 +138,7 @@ def test_after_a_reboot_the_vg_is_lock_started_before_the_consumer():
     run(host, stand_in.install_command(VG))
     # active LVs: the shutdown deactivates them before lvmlockd's lock-stop (the role's drop-in)
     assert modes(host)['images'] == 'shared'
+    logged_out = log_out_of_one_path('compute2')
     started = time.monotonic()
     subprocess.run(LABCTL + ['reboot', 'compute2'], check=True)
     host = node('compute2')
@@ -125,14 +163,8 @@ def test_after_a_reboot_the_vg_is_lock_started_before_the_consumer():
         journal
     assert run(host, 'systemctl is-active nova-compute.service').strip() == 'active'
     assert 's lvm_%s:2:' % VG in run(host, 'sanlock client status')
-    # the sessions and maps came back by themselves: two running paths for every map
-    deadline = time.monotonic() + 180
-    while True:
-        maps = run(host, 'multipath -ll')
-        if maps_on_two_running_paths(maps):
-            break
-        assert time.monotonic() < deadline, maps
-        time.sleep(5)
+    wait_for_two_running_paths(host)
+    assert has_session(host, logged_out), 'the path logged out before the reboot did not come back'
     print('compute2 reboot %.0f s; lock-start done at %.1f s after boot, consumer at %.1f s'
           % (boot, int(lockstart) / 1e6, int(consumer) / 1e6))
     # bring the LVs back as the inventory wants them
@@ -165,6 +197,7 @@ def test_an_exclusive_lv_of_a_compute_that_loses_power_is_taken_over_only_once_i
     time off ends at our SIGUSR1), and the play gives it its LVs again once it is back."""
     target = '%s/disk-compute1' % VG
     assert modes(node('compute1'))['disk-compute1'] == 'exclusive'
+    logged_out = log_out_of_one_path('compute1')
     other = node('compute2')
     power = subprocess.Popen(LABCTL + ['reboot', '--power-loss', '--off', str(TAKEOVER_LIMIT), 'compute1'],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -190,6 +223,9 @@ def test_an_exclusive_lv_of_a_compute_that_loses_power_is_taken_over_only_once_i
     assert power.returncode == 0, output
     print('compute1 power loss: compute2 refused %d time(s), took disk-compute1 over %.0f s after the power went'
           % (len(refused), took_over))
+    host = node('compute1')
+    wait_for_two_running_paths(host)
+    assert has_session(host, logged_out), 'the path logged out before the power loss did not come back'
     playbook('playbooks/shared_lvm.yml', '--limit', 'compute1')
     assert modes(node('compute1'))['disk-compute1'] == 'exclusive'
 
