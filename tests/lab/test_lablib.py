@@ -1,6 +1,8 @@
 """Pure logic of lab/labctl: topology parsing, inventory rendering, VM slot counting, the shared SSH key,
 the package lists of the image and its repo. No VMs."""
 
+import importlib.machinery
+import importlib.util
 import os
 import subprocess
 import sys
@@ -265,3 +267,25 @@ def test_every_package_a_role_installs_is_in_the_lab_repo():
                     collect(yaml.safe_load(handle))
     assert wanted, "no role installs a package: has system_units been renamed?"
     assert wanted <= set(image_list("repo-packages.txt")), "add them to lab/image/repo-packages.txt"
+
+
+def load_labctl():
+    path = os.path.join(os.path.dirname(lablib.__file__), "labctl")
+    loader = importlib.machinery.SourceFileLoader("labctl", path)
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("labctl", loader))
+    loader.exec_module(module)
+    return module
+
+
+def test_a_kernel_panic_is_found_in_the_console_of_this_boot_only(tmp_path):
+    labctl = load_labctl()
+    console = tmp_path / "vm.console.log"
+    console.write_bytes(b"[    1.250436] Kernel panic - not syncing: Failed to create slab 'sighand_cache'\n")
+    vm = {"console": str(console)}
+    assert labctl.panicked_since(vm, 0)
+    offset = labctl.console_size(vm)  # the boot after it starts here
+    with open(console, "ab") as handle:
+        handle.write(b"[    0.000000] Linux version 6.12\nWelcome to Debian GNU/Linux 13 (trixie)!\n")
+    assert not labctl.panicked_since(vm, offset)
+    assert not labctl.panicked_since({"console": str(tmp_path / "missing")}, 0)
+    assert labctl.console_size({"console": str(tmp_path / "missing")}) == 0
