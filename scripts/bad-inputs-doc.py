@@ -21,8 +21,9 @@ INTRO = ('Every module and role of openblock.storage checks its input before it 
          'refuses destructive requests unless `force` is set. Each row below is a case the tests run: '
          'module cases refused from the arguments alone run on the controller, through the module\'s '
          'entry point, where running any command or taking the host lock fails the test; those that '
-         'depend on the host\'s state run on a lab VM with the real LVM, tgt and open-iscsi tools (all in '
-         'one play, the VM\'s state compared before and after); the roles run on the controller in check '
+         'depend on the host\'s state run on a lab VM with the real LVM, tgt and open-iscsi tools, through '
+         'the same entry point (all in one process there, each case in a child of its own, the VM\'s '
+         'state compared before and after); the roles run on the controller in check '
          'mode. '
          'Each refusal names the option and the value (secrets excepted, which never appear) and says '
          'what to do instead.')

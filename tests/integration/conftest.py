@@ -27,10 +27,11 @@ class Lab:
         self.inventory = Path(lab_dir) / 'inventory.yml'
         subprocess.run(LABCTL + ['inventory', '--output', str(self.inventory)], env=self.env, check=True)
 
-    def sh(self, command, check=True, timeout=600):
-        """Run ``command`` with bash on the VM as root; return (rc, stdout, stderr)."""
+    def sh(self, command, check=True, timeout=600, stdin=None):
+        """Run ``command`` with bash on the VM as root, ``stdin`` (text) on its standard input;
+        return (rc, stdout, stderr)."""
         proc = subprocess.run(LABCTL + ['ssh', NODE, command], env=self.env, capture_output=True, check=False,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, input=stdin)
         if check and proc.returncode != 0:
             raise AssertionError('on %s: %r exited %d\nstdout: %s\nstderr: %s'
                                  % (NODE, command, proc.returncode, proc.stdout, proc.stderr))
