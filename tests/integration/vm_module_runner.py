@@ -20,7 +20,7 @@ import sys
 MODULES = 'ansible_collections.openblock.storage.plugins.modules.'
 
 
-def run_row(row):
+def run_row(row, patch_module_args):
     """The result the module prints for ``row``, from a forked child."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -29,7 +29,6 @@ def run_row(row):
         printed = io.StringIO()
         sys.stdout = printed
         try:
-            from ansible.module_utils.testing import patch_module_args
             with patch_module_args(row['args']):
                 importlib.import_module(MODULES + row['target']).main()
         except SystemExit:
@@ -52,11 +51,11 @@ def run_row(row):
 def main():
     sys.path.insert(0, sys.argv[1])
     rows = json.load(sys.stdin)
-    # Imported once here; every child starts with them compiled.
-    import ansible.module_utils.basic  # noqa: F401  pylint: disable=unused-import
+    # Imported once here (basic with the helper); every child starts with them compiled.
+    from ansible.module_utils.testing import patch_module_args
     for target in {row['target'] for row in rows}:
         importlib.import_module(MODULES + target)
-    json.dump({row['id']: run_row(row) for row in rows}, sys.stdout)
+    json.dump({row['id']: run_row(row, patch_module_args) for row in rows}, sys.stdout)
 
 
 if __name__ == '__main__':
