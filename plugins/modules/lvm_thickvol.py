@@ -92,6 +92,8 @@ notes:
     to be cleared.
   - Removals run as one C(lvremove); each clear, creation or resize is one command.
   - Serializes itself with the other modules of the collection through a host-wide lock.
+  - Without lvm2 (no C(lvm)), check mode warns, naming the command and its package, and predicts a change as
+    for a VG that does not exist yet; other runs fail before any change.
 seealso:
   - module: openblock.storage.lvm_vg
   - module: openblock.storage.lvm_thinvol
