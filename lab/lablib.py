@@ -75,10 +75,17 @@ class Topology:
     shared_disks: dict  # serial -> Disk
     nodes: list
     release: str = None  # the Debian release its VMs run, when the topology names one
+    image: str = "bare"  # which root file system of the image its VMs boot: a key of ROOT_IMAGES
 
 
 # The Debian releases the lab builds images of: one cached image per release.
 RELEASES = ("bookworm", "trixie")
+
+# The root file systems each image holds, by the name a topology's `image` gives. "bare" is what a
+# minimal Debian cloud image has: the roles install the storage packages from the lab repo.
+# "storage-stack" has them installed at build, natively, for the module tests and the benchmark,
+# which install nothing and would pay minutes of emulated CPU per VM for it.
+ROOT_IMAGES = {"bare": "root.img", "storage-stack": "root-stack.img"}
 DEFAULT_RELEASE = "bookworm"
 
 
@@ -210,7 +217,10 @@ def parse_topology(name, text):
     release = data.get("release")
     if release is not None and release not in RELEASES:
         raise LabError(f"topology {name}: release {release!r} is not one the lab builds ({', '.join(RELEASES)})")
-    return Topology(name, data.get("description", ""), networks, shared_disks, nodes, release)
+    image = data.get("image", "bare")
+    if image not in ROOT_IMAGES:
+        raise LabError(f"topology {name}: image {image!r} is not one the lab builds ({', '.join(ROOT_IMAGES)})")
+    return Topology(name, data.get("description", ""), networks, shared_disks, nodes, release, image)
 
 
 def load_topology(name):

@@ -10,11 +10,13 @@ name comes from ``iscsi-iname``. iscsid is restarted (if it runs) only when a fi
 
 from __future__ import annotations
 
+import os
 import re
 
+from ansible_collections.openblock.storage.plugins.module_utils.iscsi import INITIATOR_TOOLS
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
-    Action, FileWrite, Runner, diff_result, host_lock, read_text, refuse_bad_input)
+    Action, FileWrite, Runner, diff_result, host_lock, read_text, refuse_bad_input, require_tools)
 
 NAME_FILE = '/etc/iscsi/initiatorname.iscsi'
 ISCSID_CONF = '/etc/iscsi/iscsid.conf'
@@ -140,18 +142,22 @@ def run(module):
     errors = spec_errors(params)
     refuse_bad_input(module, errors)
     avoid = dict((n, h) for h, n in (params['avoid'] or {}).items() if n)
+    # iscsi-iname makes names, and open-iscsi's iscsid is what the restart after a change is for
+    missing = require_tools(module, INITIATOR_TOOLS, 'no initiator name and an empty iscsid.conf')
     runner = Runner(module)
     with host_lock(module):
         name_text, conf_text = read_text(NAME_FILE), read_text(ISCSID_CONF)
-        if params['settings'] and conf_text is None:
+        if params['settings'] and conf_text is None and not missing:
             if not module.check_mode:
-                module.fail_json(msg='%s does not exist: install open-iscsi first' % ISCSID_CONF, commands=[])
-            # an earlier task of this run installs open-iscsi: predict from an empty file
-            module.warn('check mode: %s does not exist yet' % ISCSID_CONF)
+                module.fail_json(msg='%s does not exist: restore it (apt-get install --reinstall -o '
+                                     'Dpkg::Options::=--force-confmiss open-iscsi) and re-run' % ISCSID_CONF,
+                                 commands=[])
+            module.warn('check mode: %s does not exist; predicted from an empty file' % ISCSID_CONF)
         new_name = None
         if params['name'] is None and name_reason(parse_name(name_text), avoid):
-            if module.check_mode and not module.get_bin_path('iscsi-iname'):
-                new_name = params['name_prefix'] + ':<generated>'  # open-iscsi is not installed yet
+            if missing:
+                # random like iscsi-iname's, so two bare hosts of one check run do not share a name
+                new_name = '%s:<generated-%s>' % (params['name_prefix'], os.urandom(6).hex())
             else:
                 # Only prints a random name; run in check mode too, so the prediction shows one.
                 new_name = runner.read(['iscsi-iname', '-p', params['name_prefix']],

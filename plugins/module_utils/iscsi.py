@@ -16,6 +16,9 @@ from ansible_collections.openblock.storage.plugins.module_utils.names import for
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Action
 
 ISCSIADM = 'iscsiadm'
+# The commands of open-iscsi the modules run, and its package.
+ISCSI_TOOLS = {ISCSIADM: 'open-iscsi'}
+INITIATOR_TOOLS = {'iscsi-iname': 'open-iscsi'}
 
 # Exit codes of iscsiadm (open-iscsi include/iscsi_err.h) that change what the module does.
 RC_SESSION_EXISTS = 15   # login: a session to this node already exists

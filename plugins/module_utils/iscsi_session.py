@@ -12,7 +12,8 @@ from ansible_collections.openblock.storage.plugins.module_utils import iscsi
 from ansible_collections.openblock.storage.plugins.module_utils.devices import devices_usage
 from ansible_collections.openblock.storage.plugins.module_utils.names import (
     format_portal, iscsi_name_error, parse_portal)
-from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, Runner, diff_result, host_lock
+from ansible_collections.openblock.storage.plugins.module_utils.plan import (
+    Action, Runner, diff_result, host_lock, require_tools)
 
 BY_PATH = '/dev/disk/by-path'
 _IFACE_RE = re.compile(r'^[A-Za-z0-9_.:-]+$')
@@ -130,13 +131,14 @@ def run(module):
     targets = list(dict.fromkeys(p['targets']))
     state, iface = p['state'], p['iface']
     runner = Runner(module)
+    missing = require_tools(module, iscsi.ISCSI_TOOLS, 'no node or discovery records and no sessions')
 
     with host_lock(module):
-        sessions, nodes = read_state(runner)
+        sessions, nodes = ([], []) if missing else read_state(runner)
 
         # Discovery records (CHAP for discovery) first, so that discovery can authenticate.
         discoverydb = {}
-        if p['discovery_auth'] or (state == 'absent' and not targets):
+        if (p['discovery_auth'] or (state == 'absent' and not targets)) and not missing:
             discoverydb = read_discoverydb(runner, portals, iface)
         db_actions = iscsi.plan_discoverydb(state, portals, iface, p['discovery_auth'], discoverydb, bool(targets))
         runner.apply(db_actions)
@@ -150,6 +152,9 @@ def run(module):
             iscsid_stopped = module.check_mode and not iscsid_running()
             for portal in portals:
                 if targets and all((t, portal) in known for t in targets):
+                    continue
+                if missing:  # no iscsiadm to discover with: the logins are predicted
+                    pending_db.add(portal)
                     continue
                 if portal in pending_db:
                     module.warn('check mode: discovery at %s is skipped until discovery_auth is applied' % portal)

@@ -17,7 +17,8 @@ import os
 import re
 
 from ansible_collections.openblock.storage.plugins.module_utils.devices import devices_usage
-from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, Runner, diff_result, host_lock
+from ansible_collections.openblock.storage.plugins.module_utils.plan import (
+    Action, Runner, diff_result, host_lock, require_tools)
 from ansible_collections.openblock.storage.plugins.module_utils.sizes import (
     SizeError, human, parse_percent, parse_size, round_up)
 
@@ -39,6 +40,10 @@ RESERVED_PREFIXES = ('snapshot', 'pvmove')
 RESERVED_PARTS = ('_cdata', '_cmeta', '_corig', '_cpool', '_cvol', '_iorig', '_mimage', '_mlog',
                   '_pmspare', '_rimage', '_rmeta', '_tdata', '_tmeta', '_vdata', '_vorigin', '_wcorig')
 DISCARDS = ('ignore', 'nopassdown', 'passdown')
+# The command behind every LVM command (vgs, lvs, pvs, lvmconfig are links to it), and its package.
+LVM_TOOLS = {'lvm': 'lvm2'}
+# Thin pools are checked and repaired by thin_check and friends at activation.
+THIN_TOOLS = dict(LVM_TOOLS, thin_check='thin-provisioning-tools')
 # Cinder's max_over_subscription_ratio default: thin volumes may add up to 20 times their pool's size.
 MAX_OVER_SUBSCRIPTION_RATIO = 20.0
 # Pool data or metadata usage (percent) lvm_thinvol warns at unless told another threshold.
@@ -125,14 +130,22 @@ def name_holders(lvs, usage=devices_usage):
     return lvs
 
 
-def converge_lvs(module, vg_name, plan, view, facts, predicted):
+def creations(volumes):
+    """How many of ``volumes`` (a module's spec) are present: none, and check mode on a VG that does
+    not exist yet predicts no change."""
+    return sum(1 for volume in volumes if volume['state'] == 'present')
+
+
+def converge_lvs(module, vg_name, plan, view, facts, predicted, tools=None):
     """Read VG ``vg_name`` and its LVs, plan, apply, re-read, and exit the module with the result.
 
     The body that lvm_thinvol and lvm_thickvol share: ``plan(vg, lvs)`` returns ``(actions, expected
     view)`` or raises Refusal, ``view(lvs)`` is what diff mode shows, ``facts(lvs)`` the objects the
     module returns (their volumes cut to the changed ones by the module's ``report`` option,
     plan.REPORT_OPTION); ``predicted`` says what check mode would do once a VG that does not exist yet
-    (an earlier task may create it in this run) is there.
+    (an earlier task may create it in this run) is there, None when it would do nothing (volumes to
+    remove: a new VG has none). ``tools`` are the commands it needs
+    (plan.require_tools; LVM_TOOLS when None): in check mode without lvm2 no VG exists yet.
     """
     def returned(lvs, changed_names):
         """The facts, with only the volumes in ``changed_names`` unless the task asks for report=all."""
@@ -142,9 +155,13 @@ def converge_lvs(module, vg_name, plan, view, facts, predicted):
         return found
 
     runner = Runner(module)
+    missing = require_tools(module, tools or LVM_TOOLS, 'no volume group and no logical volumes')
     with host_lock(module):
-        vg = read_vg(runner, vg_name)
+        vg = None if 'lvm' in missing else read_vg(runner, vg_name)
         if not vg and module.check_mode:
+            if predicted is None:
+                module.exit_json(changed=False, commands=[], msg='check mode: vg=%r does not exist yet, so neither '
+                                 'do the volumes to remove' % vg_name)
             module.exit_json(changed=True, commands=[], msg='check mode: vg=%r does not exist yet; once it does, %s'
                              % (vg_name, predicted))
         if not vg:

@@ -25,8 +25,9 @@ import re
 import shutil
 import tempfile
 
-from ansible_collections.openblock.storage.plugins.module_utils.lvm import name_error, read_pvs
-from ansible_collections.openblock.storage.plugins.module_utils.plan import FileWrite, Runner, diff_result, host_lock, read_text
+from ansible_collections.openblock.storage.plugins.module_utils.lvm import LVM_TOOLS, name_error, read_pvs
+from ansible_collections.openblock.storage.plugins.module_utils.plan import (
+    FileWrite, Runner, diff_result, host_lock, read_text, require_tools)
 
 LVM_CONF = '/etc/lvm/lvm.conf'
 LVMLOCAL_CONF = '/etc/lvm/lvmlocal.conf'
@@ -532,17 +533,20 @@ def run(module):
     spec, errors = config_spec(module.params)
     if errors:
         module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
+    missing = require_tools(module, LVM_TOOLS, "the lvm.conf of LVM's defaults and no PVs")
     runner = Runner(module)
     with host_lock(module):
         texts = dict((kind, read_text(path)) for kind, path in spec['paths'].items())
+        if missing and texts['lvm'] is None:
+            texts['lvm'] = ''  # lvm2 ships it; an empty file is LVM's defaults
         facts = None
         if spec['filter'] is not None:
-            facts = read_facts(read_pvs(runner), spec['filter']['devices'])
+            facts = read_facts([] if missing else read_pvs(runner), spec['filter']['devices'])
         plan = plan_config(spec, texts, facts)
         if plan['errors']:
             module.fail_json(msg='; '.join(plan['errors']), errors=plan['errors'], commands=[],
                              global_filter=plan['filter'])
-        if plan['texts']:
+        if plan['texts'] and not missing:  # lvmconfig validates what lvm2 is there to read
             _validate(runner, spec, plan, texts)
         changed = runner.apply([FileWrite(spec['paths'][kind], plan['texts'][kind], 'write %s' % spec['paths'][kind])
                                 for kind in sorted(plan['texts'])])

@@ -10,20 +10,25 @@ import stat
 
 from ansible_collections.openblock.storage.plugins.module_utils.devices import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
-    Refusal, parse_signatures, plan_vg, read_pvs, read_vg, signature_argv, vg_facts, vg_spec, vg_view)
-from ansible_collections.openblock.storage.plugins.module_utils.plan import Runner, diff_result, host_lock
+    LVM_TOOLS, Refusal, parse_signatures, plan_vg, read_pvs, read_vg, signature_argv, vg_facts, vg_spec, vg_view)
+from ansible_collections.openblock.storage.plugins.module_utils.plan import Runner, diff_result, host_lock, require_tools
 
 
-def resolve_devices(devices, errors):
-    """Resolved block-device path -> path as given, in the given order; missing devices are errors."""
+def resolve_devices(devices, errors, absent=None):
+    """Resolved block-device path -> path as given, in the given order; missing devices are errors,
+    or, given a list ``absent``, kept (as their path) and named there: check mode predicts them."""
     resolved = {}
     for index, device in enumerate(devices):
         real = os.path.realpath(device)
         try:
             is_block = stat.S_ISBLK(os.stat(real).st_mode)
         except OSError:
-            errors.append('pvs[%d]=%r does not exist on this host; check the path (ls -l /dev/disk/by-id/)'
-                          % (index, device))
+            message = 'pvs[%d]=%r does not exist on this host; check the path (ls -l /dev/disk/by-id/)' % (index, device)
+            if absent is None:
+                errors.append(message)
+            elif real not in resolved:
+                absent.append(message)
+                resolved[real] = device
             continue
         if not is_block:
             errors.append('pvs[%d]=%r is not a block device; give a disk or partition under /dev/' % (index, device))
@@ -46,18 +51,25 @@ def read_pv_rows(runner):
 def run(module):
     """Read, plan, apply, report: the whole lvm_vg module."""
     spec, errors = vg_spec(module.params)
-    devices = resolve_devices(spec['pvs'], errors) if spec['state'] == 'present' else {}
+    # In check mode a device an earlier task makes (the storage_node role's loop device) is predicted.
+    absent = [] if module.check_mode else None
+    devices = resolve_devices(spec['pvs'], errors, absent) if spec['state'] == 'present' else {}
     if errors:
         module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
+    for message in absent or []:
+        module.warn('check mode: %s; predicted as made by an earlier task of this run (its signatures and use are '
+                    'checked by the run that finds it)' % message)
+    missing = require_tools(module, LVM_TOOLS, 'no volume groups and no physical volumes')
 
     runner = Runner(module)
     with host_lock(module):
-        vg = read_vg(runner, spec['name'])
-        pvs = read_pv_rows(runner)
+        vg = None if missing else read_vg(runner, spec['name'])
+        pvs = [] if missing else read_pv_rows(runner)
         known = set(pv['device'] for pv in pvs)
         signatures, in_use = {}, {}
         for device in devices:
-            if device not in known:
+            # wipefs is util-linux: the guard runs without lvm2 too
+            if device not in known and os.path.exists(device):
                 signatures[device] = parse_signatures(
                     runner.read(signature_argv(device), what='probing %s for signatures' % devices[device])[1])
                 in_use[device] = device_usage(os.path.basename(device), sys_block='/sys/class/block')

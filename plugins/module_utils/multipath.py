@@ -21,7 +21,7 @@ import re
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error
 from ansible_collections.openblock.storage.plugins.module_utils.system_units import parse_show
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
-    Action, FileWrite, Runner, diff_result, host_lock, read_text, refuse_bad_input)
+    Action, FileWrite, Runner, diff_result, host_lock, read_text, refuse_bad_input, require_tools)
 
 MODULES_LOAD = '/etc/modules-load.d/openblock-multipath.conf'
 WWIDS_FILE = '/etc/multipath/wwids'
@@ -31,6 +31,8 @@ FIND_MULTIPATHS = ('no', 'yes', 'strict', 'greedy', 'smart')
 # `multipath -a` is needed for a map to form only where multipathd takes just the WWIDs it knows.
 NEEDS_WWIDS = ('strict',)
 SHOW_MAPS = ['multipathd', 'show', 'maps', 'json']
+# multipathd and its unit come with multipath-tools.
+MULTIPATH_TOOLS = {'multipathd': 'multipath-tools'}
 UNIT = 'multipathd.service'
 SHOW_UNIT = ['systemctl', 'show', UNIT, '--property=UnitFileState,ActiveState']
 SCSI_ID = ['/lib/udev/scsi_id', '--whitelisted', '--replace-whitespace']
@@ -298,6 +300,8 @@ def run(module):
     params = module.params
     errors = spec_errors(params)
     refuse_bad_input(module, errors)
+    # Without it systemd does not know the unit (enable and start are planned) and no map is read.
+    require_tools(module, MULTIPATH_TOOLS, 'no drop-in, no WWIDs and no maps (multipath-tools\' defaults)')
     runner = Runner(module)
     with host_lock(module):
         found, devices = resolve(runner, params['aliases'], params['iqn_prefix'])

@@ -247,6 +247,36 @@ class Runner(object):
         return changed
 
 
+def missing_text(missing):
+    """``{command: package}`` as a message names it: ``lvs (package lvm2), tgtadm (package tgt)``."""
+    return ', '.join('%s (package %s)' % (tool, package) for tool, package in missing.items())
+
+
+def require_tools(module, tools, assumed, predict=True):
+    """The commands of ``tools`` ({command: Debian package}, in the order given) not installed here.
+
+    The one place for a missing tool. In check mode (with ``predict``) the missing ones are
+    returned with one warning: the roles install packages in a task before the modules that need
+    them, and that task only predicts in check mode, so the caller predicts from ``assumed`` (the
+    empty state those tools would manage, a phrase). Otherwise the module fails before anything
+    changes, naming each command, its package and what to do; checks that need no missing tool
+    (blkid and wipefs are util-linux, always there) are the caller's to run either way.
+    """
+    missing = dict((tool, package) for tool, package in tools.items() if not module.get_bin_path(tool))
+    if not missing:
+        return {}
+    packages = ', '.join(dict.fromkeys(missing.values()))
+    what = '%s %s not installed on this host' % (missing_text(missing), 'is' if len(missing) == 1 else 'are')
+    if module.check_mode and predict:
+        module.warn('check mode: %s; predicted as after an earlier task of this run installs %s, from %s'
+                    % (what, packages, assumed))
+        return missing
+    module.fail_json(msg='%s, nothing was changed; install %s first (for example with openblock.storage.system_units '
+                         'packages: [%s], as the roles do) and re-run' % (what, packages, packages),
+                     missing=missing, changed=False, commands=[])
+    return missing  # not reached: fail_json exits
+
+
 def refuse_bad_input(module, errors):
     """Fail the module before anything changed when its input has ``errors`` (each naming the
     option, the value and what to write instead)."""

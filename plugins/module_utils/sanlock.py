@@ -42,6 +42,8 @@ LOCKED_ELSEWHERE_RE = re.compile(r'locked by other host', re.I)
 # ---------------------------------------------------------------------------------------------
 # Reading
 
+# The commands of the three packages a sanlock VG needs, each with its package.
+TOOLS = {'lvmconfig': 'lvm2', 'lvmlockd': 'lvm2-lockd', 'sanlock': 'sanlock'}
 CONFIG_ARGV = ['lvmconfig', '--type', 'full', 'global/use_lvmlockd', 'local/host_id']
 SERVICES_ARGV = ['systemctl', 'is-active'] + ['%s.service' % s for s in SERVICES]
 # -D adds each lockspace's renewal state: the plain listing looks the same after its lease is lost.

@@ -12,11 +12,14 @@ from ansible_collections.openblock.storage.plugins.module_utils.devices import d
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
     Refusal, parse_signatures, read_pvs, signature_argv)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
-    Action, Runner, diff_result, host_lock, read_text)
+    Action, Runner, diff_result, host_lock, missing_text, read_text, require_tools)
 
 
-def read_state(runner, name, sanlock_may_be_down=False):
-    """The VG row, its LVs, and this host's sanlock status (none when sanlock_may_be_down and it is)."""
+def read_state(runner, name, sanlock_may_be_down=False, missing=None):
+    """The VG row, its LVs, and this host's sanlock status (none when sanlock_may_be_down and it is;
+    none of them when the tools are ``missing``: check mode predicts from nothing)."""
+    if missing:
+        return None, [], sanlock.parse_sanlock_status('')
     vg = sanlock.parse_vg(runner.read(sanlock.vgs_argv(name), what='reading volume group %s' % name)[1])
     rc, out, err = runner.read(sanlock.SANLOCK_STATUS_ARGV, ok_rcs=None if sanlock_may_be_down else (0,))
     status = sanlock.parse_sanlock_status(out if rc == 0 else '')
@@ -27,11 +30,15 @@ def read_state(runner, name, sanlock_may_be_down=False):
     return vg, lvs, status
 
 
-def device_actions(module, runner, spec):
-    """Refusals for the devices of a new VG, and the wipefs actions force asks for."""
+def device_actions(module, runner, spec, lvm_missing=False):
+    """Refusals for the devices of a new VG, and the wipefs actions force asks for. A device that
+    is not there (check mode) is left to the run that finds it; without lvm2 (check mode) no device
+    is a PV yet, and wipefs (util-linux) still probes the others."""
     refusals, actions = [], []
-    pvs = dict((os.path.realpath(pv['pv_name']), pv) for pv in read_pvs(runner))
+    pvs = {} if lvm_missing else dict((os.path.realpath(pv['pv_name']), pv) for pv in read_pvs(runner))
     for device in spec['pvs']:
+        if not os.path.exists(device):
+            continue
         real = os.path.realpath(device)
         pv = pvs.get(real)
         if pv and pv['vg_name']:
@@ -64,12 +71,12 @@ def facts(vg, lvs):
     return vg_facts, lv_facts
 
 
-def read_setup(module, runner, daemons_matter=True):
+def read_setup(runner, daemons_matter=True, missing=None):
     """This host's lvmlockd settings, the lock daemons' states, and what keeps the host from using a
-    sanlock VG (lock daemons that are down count only where ``daemons_matter``)."""
-    if not module.get_bin_path('lvmconfig'):
-        return {}, {}, ['lvm2 is not installed (no lvmconfig); install lvm2-lockd and sanlock (the shared_lvm '
-                        'role does)']
+    sanlock VG (lock daemons that are down count only where ``daemons_matter``; the tools that are
+    ``missing``, check mode only, are the whole answer)."""
+    if missing:
+        return {}, {}, ['%s not installed' % missing_text(missing)]
     config = sanlock.parse_lvmconfig(runner.read(sanlock.CONFIG_ARGV, what='reading the lvmlockd settings')[1])
     services = sanlock.parse_is_active(runner.read(sanlock.SERVICES_ARGV, ok_rcs=(0, 3, 4))[1])
     errors = sanlock.setup_errors(config, services) if daemons_matter else sanlock.config_errors(config)
@@ -124,7 +131,7 @@ def recover(module, runner, spec):
     """state=recovered: read what the lock state and an unfinished earlier run left, plan, apply, report."""
     with host_lock(module):
         # Lock daemons that are down are what a recovery repairs; the host's own settings are not.
-        config, services, errors = read_setup(module, runner, daemons_matter=False)
+        config, services, errors = read_setup(runner, daemons_matter=False)
         if errors:
             refuse_unready(module, errors)
         vg, lvs, status = read_state(runner, spec['name'], sanlock_may_be_down=True)
@@ -161,11 +168,14 @@ def run(module):
         errors += missing
         module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
 
+    # A recovery repairs lock state that exists: without the tools it is refused in check mode too.
+    tools = require_tools(module, sanlock.TOOLS, 'no volume group, no lockspace and no lock daemon',
+                          predict=spec['state'] != 'recovered')
     runner = Runner(module)
     if spec['state'] == 'query':
         # Read-only and used to diagnose a stuck host: it does not wait for the host lock.
-        config, services, errors = read_setup(module, runner)
-        vg, lvs, status = read_state(runner, spec['name'], sanlock_may_be_down=True)
+        config, services, errors = read_setup(runner, missing=tools)
+        vg, lvs, status = read_state(runner, spec['name'], sanlock_may_be_down=True, missing=tools)
         vg_facts, lv_facts = facts(vg, lvs)
         lockspace = sanlock.lockspace_facts(spec['name'], status, config.get('host_id'))
         lost = sanlock.lease_problem(lockspace, lvs)
@@ -177,16 +187,23 @@ def run(module):
 
     # Everything that decides what to change is read under the host lock.
     with host_lock(module):
-        config, services, errors = read_setup(module, runner)
-        prediction = sanlock.check_mode_prediction(spec, errors + missing) if module.check_mode else None
+        config, services, errors = read_setup(runner, missing=tools)
+        # Without lvm2 no VG is seen: state=present plans its creation from nothing. Other states, and
+        # a host with lvm2 but not the lock daemons, get the prediction without a plan.
+        planned_from_nothing = 'lvmconfig' in tools and spec['state'] == 'present'
+        prediction = None
+        if module.check_mode and not planned_from_nothing:
+            prediction = sanlock.check_mode_prediction(spec, errors + missing)
         if prediction:
             module.warn(prediction)
             module.exit_json(changed=True, ready=False, problems=errors + missing, vg={}, lvs={}, commands=[],
                              lockspace=sanlock.lockspace_facts(spec['name'], dict(lockspaces={}), config.get('host_id')))
-        if errors:
+        for message in missing if planned_from_nothing else []:
+            module.warn('check mode: %s; predicted as logged in to by an earlier task of this run' % message)
+        if errors and not planned_from_nothing:
             refuse_unready(module, errors)
-        host_id = config['host_id']
-        vg, lvs, status = read_state(runner, spec['name'])
+        host_id = config.get('host_id')
+        vg, lvs, status = read_state(runner, spec['name'], missing=tools)
         lockspace = sanlock.lockspace_facts(spec['name'], status, host_id)
         other_hosts = []
         if spec['state'] == 'absent' and vg and lockspace['joined']:
@@ -198,7 +215,7 @@ def run(module):
             module.warn(warning)
         refusals = []
         if spec['state'] == 'present' and not vg:
-            refusals, devices = device_actions(module, runner, spec)
+            refusals, devices = device_actions(module, runner, spec, lvm_missing='lvmconfig' in tools)
             pre += devices
 
         def planned():

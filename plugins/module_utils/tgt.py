@@ -195,6 +195,8 @@ def _account(entry, option, errors):
 # tgtd sizes each LUN's I/O threads when the LUN is added: a new count needs a restart of tgtd, which
 # cuts every session, so it is done only while tgtd exports no target.
 TGT_UNIT = 'tgt.service'
+# The command tgt_target reads and changes tgtd with, and its package.
+TGT_TOOLS = {'tgtadm': 'tgt'}
 TGTD_PID_ARGV = ['systemctl', 'show', '--property=MainPID', '--value', TGT_UNIT]
 IOTHREADS_RANGE = (1, 128)
 

@@ -11,9 +11,10 @@ import stat
 
 from ansible_collections.openblock.storage.plugins.module_utils.iscsi import device_usage
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
-    Action, FileWrite, Runner, diff_result, host_lock, private_dir_problem, refuse_bad_input, write_atomically)
+    Action, FileWrite, Runner, diff_result, host_lock, private_dir_problem, refuse_bad_input, require_tools,
+    write_atomically)
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import (
-    CONF_DIR, CONF_PREFIX, RECORD_PATH, SHOW_ACCOUNTS, SHOW_TARGETS, TGT_UNIT, TGTD_PID_ARGV, Refusal, conf_path,
+    CONF_DIR, CONF_PREFIX, RECORD_PATH, SHOW_ACCOUNTS, SHOW_TARGETS, TGT_TOOLS, TGT_UNIT, TGTD_PID_ARGV, Refusal, conf_path,
     desired_view, iothreads_error, iothreads_running, iothreads_step, known_record, owned_view, parse_accounts,
     parse_conf, parse_show, plan_targets, record_text, records_after, records_voided, target_view, validate_targets)
 
@@ -176,12 +177,14 @@ def run(module):
     if error:
         errors.append(error)
     refuse_bad_input(module, errors)
+    missing = require_tools(module, TGT_TOOLS, 'no targets and no accounts')
 
     runner = Runner(module)
     with host_lock(module):
-        live = parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
+        live = {} if missing else parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
         restarted = False
-        if params['iothreads'] is not None:
+        # Without tgt there is no tgtd to restart: the one the package and the role start has the count.
+        if params['iothreads'] is not None and not missing:
             restarted, live = converge_iothreads(module, runner, params['iothreads'], live)
         errors = paths_in_use(devices, live)
         refuse_bad_input(module, errors)
@@ -192,7 +195,7 @@ def run(module):
                        records=records)
         plan = plan_targets(desired, live, files, **options)
         if plan.needs_accounts:
-            accounts = parse_accounts(runner.read(SHOW_ACCOUNTS, what='reading tgt accounts')[1])
+            accounts = set() if missing else parse_accounts(runner.read(SHOW_ACCOUNTS, what='reading tgt accounts')[1])
             plan = plan_targets(desired, live, files, accounts=accounts, **options)
         if plan.refusals:
             error = Refusal(plan.refusals)

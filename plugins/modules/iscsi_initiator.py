@@ -43,6 +43,8 @@ options:
 notes:
   - Check mode changes nothing and returns the name and settings the host would have; diff mode shows the
     name and the value of each listed setting, before and after.
+  - Without open-iscsi (no C(iscsi-iname)), check mode predicts from no name file and an empty C(iscsid.conf),
+    with a placeholder name, and warns, naming the command and its package; other runs fail before any change.
 '''
 
 EXAMPLES = r'''

@@ -105,6 +105,8 @@ notes:
   - Only the C(sendtargets) discovery type is supported.
   - With O(startup=automatic), the C(open-iscsi) service must be enabled for the logins to come back
     after a reboot (it is on Debian).
+  - Without open-iscsi (no C(iscsiadm)), check mode predicts from no records and no sessions, without
+    discovery, and warns, naming the command and its package; other runs fail before any change.
 seealso:
   - name: open-iscsi README
     description: iscsiadm modes, node records and exit codes.

@@ -83,6 +83,8 @@ notes:
   - If the root filesystem is on LVM, the initramfs keeps its own copy of C(lvm.conf); run
     C(update-initramfs -u) after changing the filter.
   - Serializes itself with the other modules of the collection through a host-wide lock.
+  - Without lvm2 (no C(lvm)), check mode predicts the edit of an empty C(lvm.conf) (LVM's defaults) with no PVs
+    and warns, naming the command and its package; other runs fail before any change.
 seealso:
   - module: openblock.storage.lvm_vg
   - module: openblock.storage.sanlock_vg

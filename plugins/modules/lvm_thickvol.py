@@ -92,6 +92,8 @@ notes:
     to be cleared.
   - Removals run as one C(lvremove); each clear, creation or resize is one command.
   - Serializes itself with the other modules of the collection through a host-wide lock.
+  - Without lvm2 (no C(lvm)), check mode warns, naming the command and its package, and predicts a change as
+    for a VG that does not exist yet; other runs fail before any change.
 seealso:
   - module: openblock.storage.lvm_vg
   - module: openblock.storage.lvm_thinvol
@@ -148,7 +150,7 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
-    CLEAR_CHOICES, converge_lvs, plan_thick, thick_facts, thick_spec, thick_view)
+    CLEAR_CHOICES, converge_lvs, creations, plan_thick, thick_facts, thick_spec, thick_view)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import REPORT_OPTION
 
 VOLUME_OPTIONS = dict(
@@ -176,7 +178,8 @@ def main():
 
     converge_lvs(module, spec['vg'], lambda vg, lvs: plan_thick(spec, vg, lvs), thick_view,
                  lambda lvs: thick_facts(spec['vg'], lvs),
-                 predicted='%d volume(s) would be converged' % len(spec['volumes']))
+                 predicted=('%d volume(s) would be created' % creations(spec['volumes'])
+                            if creations(spec['volumes']) else None))
 
 
 if __name__ == '__main__':

@@ -153,6 +153,9 @@ notes:
     before it fills.
   - Removals run as one C(lvremove) and activations as one C(lvchange); each creation or resize is one command.
   - Serializes itself with the other modules of the collection through a host-wide lock.
+  - Without lvm2 (no C(lvm)) or thin-provisioning-tools (no C(thin_check)), check mode warns, naming each
+    command and its package, and predicts a change as for a VG that does not exist yet; other runs fail
+    before any change.
 seealso:
   - module: openblock.storage.lvm_vg
 '''
@@ -226,8 +229,8 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
-    MAX_OVER_SUBSCRIPTION_RATIO, USAGE_WARNING_THRESHOLD, converge_lvs, plan_thin, thin_facts, thin_spec, thin_view,
-    thin_warnings)
+    MAX_OVER_SUBSCRIPTION_RATIO, THIN_TOOLS, USAGE_WARNING_THRESHOLD, converge_lvs, creations, plan_thin, thin_facts, thin_spec,
+    thin_view, thin_warnings)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import REPORT_OPTION
 
 VOLUME_OPTIONS = dict(
@@ -272,7 +275,8 @@ def main():
 
     converge_lvs(module, spec['vg'], lambda vg, lvs: plan_thin(spec, vg, lvs), lambda lvs: thin_view(lvs, pool),
                  facts,
-                 predicted='the pool and %d volume(s) would be created' % len(spec['volumes']))
+                 predicted=('the pool and %d volume(s) would be created' % creations(spec['volumes'])
+                            if creations(spec['volumes']) else None), tools=THIN_TOOLS)
 
 
 if __name__ == '__main__':

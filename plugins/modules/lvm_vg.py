@@ -71,6 +71,9 @@ notes:
     (null for a device the VG has not taken yet).
   - Runs the LVM commands with C(LC_ALL=C). Needs lvm2 2.02.158 or later (JSON reports) and util-linux C(wipefs).
   - Serializes itself with the other modules of the collection through a host-wide lock.
+  - Without lvm2 (no C(lvm)), check mode predicts from no VG and no PVs and warns, naming the command and its
+    package; the C(wipefs) check of the devices still runs. A device in O(pvs) that does not exist yet is
+    predicted in check mode, with a warning. Other runs fail before any change.
 seealso:
   - module: openblock.storage.lvm_thinvol
 '''

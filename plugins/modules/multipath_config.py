@@ -69,6 +69,8 @@ extends_documentation_fragment:
   - openblock.storage.attributes
 notes:
   - In diff mode, before and after show the drop-in's text.
+  - Without multipath-tools (no C(multipathd)), check mode predicts the drop-in and multipathd enabled and
+    started, and warns, naming the command and its package; other runs fail before any change.
   - Tested with multipath-tools 0.9.4 on Debian 12 (the lab); Debian 13's 0.11 is not tested yet.
 '''
 

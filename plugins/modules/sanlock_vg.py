@@ -162,6 +162,9 @@ notes:
     C(lvmconfig), C(systemctl is-active) and C(sanlock client status); V(recovered) also reads C(lvm version)
     when lvmlockd is down or a lease is ORPHAN.
   - Serializes itself with the other modules of the collection through a host-wide lock.
+  - Without lvm2, lvm2-lockd or sanlock, check mode warns, naming each command and its package; without lvm2
+    O(state=present) plans the VG's creation from nothing, the other states predict a change without a plan
+    as on a host that is not ready. O(state=recovered), and every state outside check mode, fail before any change.
   - The role openblock.storage.shared_lvm sets up lvmlockd, sanlock, the watchdog and host_id, and uses this module.
 seealso:
   - module: openblock.storage.lvm_vg

@@ -125,6 +125,8 @@ notes:
   - Supports check mode and diff mode; the diff shows packages (installed or not), directories (mode), files
     (text), kernel modules and units (C(enabled) as C(UnitFileState), C(active) as C(ActiveState)), before and
     after.
+  - A package that is not installed is installed first; its units, which systemd does not know yet, are
+    predicted with a warning instead of refused, in check mode and out of it.
 '''
 
 EXAMPLES = r'''

@@ -182,6 +182,8 @@ notes:
   - CHAP secrets pass through C(tgtadm)'s command line, as tgt offers no other way; they are masked in
     RV(commands), in errors and in the diff.
   - Serializes itself with the other modules of the collection through a host-wide lock.
+  - Without tgt (no C(tgtadm)), check mode predicts every target from none (no targets, no accounts, no I/O
+    thread restart) and warns, naming the command and its package; other runs fail before any change.
 seealso:
   - module: openblock.storage.lvm_thinvol
 '''

@@ -39,6 +39,9 @@ STATE_COMMANDS = {
         'sanlock client status 2>&1 | grep -v "^p "',
     ],
     'all': [
+        # a bare host: check mode installs nothing
+        "dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n' lvm2 thin-provisioning-tools tgt open-iscsi "
+        'multipath-tools sanlock lvm2-lockd 2>&1',
         'find /etc/lvm /etc/tgt /etc/iscsi /etc/multipath /etc/modules-load.d /etc/systemd/system /etc/cinder '
         '-type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum',
         'lsmod | cut -d" " -f1 | sort',

@@ -579,14 +579,16 @@ class NoLvmHost(object):
 
 @pytest.mark.parametrize('state', ['present', 'recovered'])
 def test_a_host_without_lvm2_is_refused_with_what_to_install(monkeypatch, state):
-    # recovered reads the lvmlockd settings through the same read_setup as the other states
+    # outside check mode every state fails on the missing tools before anything runs
     monkeypatch.setattr(sanlock_vg, 'host_lock', lambda module: contextlib.nullcontext())
     with pytest.raises(Failed) as failed:
         sanlock_vg.run(NoLvmHost(state=state))
     result = failed.value.args[0]
     assert result['commands'] == []
-    assert result['msg'] == ('this host is not ready for a sanlock VG: lvm2 is not installed (no lvmconfig); '
-                             'install lvm2-lockd and sanlock (the shared_lvm role does)')
+    assert result['msg'] == (
+        'lvmconfig (package lvm2), lvmlockd (package lvm2-lockd), sanlock (package sanlock) are not installed on this '
+        'host, nothing was changed; install lvm2, lvm2-lockd, sanlock first (for example with '
+        'openblock.storage.system_units packages: [lvm2, lvm2-lockd, sanlock], as the roles do) and re-run')
 
 
 # ---------------------------------------------------------------- state=recovered by adoption (Debian 13)
