@@ -198,6 +198,9 @@ TGT_UNIT = 'tgt.service'
 # The command tgt_target reads and changes tgtd with, and its package.
 TGT_TOOLS = {'tgtadm': 'tgt'}
 TGTD_PID_ARGV = ['systemctl', 'show', '--property=MainPID', '--value', TGT_UNIT]
+# tgtadm's exit code when no tgtd answers (ENOTCONN: "failed to send request hdr to tgt daemon,
+# Transport endpoint is not connected", recorded with tgt 1.0.85 and the service stopped).
+TGTD_NOT_RUNNING_RC = 107
 IOTHREADS_RANGE = (1, 128)
 
 

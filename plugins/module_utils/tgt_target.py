@@ -14,7 +14,8 @@ from ansible_collections.openblock.storage.plugins.module_utils.plan import (
     Action, FileWrite, Runner, diff_result, host_lock, private_dir_problem, refuse_bad_input, require_tools,
     write_atomically)
 from ansible_collections.openblock.storage.plugins.module_utils.tgt import (
-    CONF_DIR, CONF_PREFIX, RECORD_PATH, SHOW_ACCOUNTS, SHOW_TARGETS, TGT_TOOLS, TGT_UNIT, TGTD_PID_ARGV, Refusal, conf_path,
+    CONF_DIR, CONF_PREFIX, RECORD_PATH, SHOW_ACCOUNTS, SHOW_TARGETS, TGT_TOOLS, TGT_UNIT, TGTD_NOT_RUNNING_RC,
+    TGTD_PID_ARGV, Refusal, conf_path,
     desired_view, iothreads_error, iothreads_running, iothreads_step, known_record, owned_view, parse_accounts,
     parse_conf, parse_show, plan_targets, record_text, records_after, records_voided, target_view, validate_targets)
 
@@ -181,10 +182,21 @@ def run(module):
 
     runner = Runner(module)
     with host_lock(module):
-        live = {} if missing else parse_show(runner.read(SHOW_TARGETS, what='reading tgt targets')[1])
+        live, tgtd_down = {}, bool(missing)
+        if not missing:
+            # In check mode a stopped tgtd is what an earlier task of the run (the role's service
+            # task) starts: predict from no targets, as without tgt. Otherwise it is an error.
+            rc, out, err = runner.read(SHOW_TARGETS, what='reading tgt targets',
+                                       ok_rcs=(0, TGTD_NOT_RUNNING_RC) if module.check_mode else (0,))
+            tgtd_down = rc == TGTD_NOT_RUNNING_RC
+            if tgtd_down:
+                module.warn('check mode: no tgtd answers (%s); predicted as after an earlier task of this run '
+                            'starts %s, from no targets and no accounts' % (err.strip(), TGT_UNIT))
+            else:
+                live = parse_show(out)
         restarted = False
-        # Without tgt there is no tgtd to restart: the one the package and the role start has the count.
-        if params['iothreads'] is not None and not missing:
+        # Without a tgtd there is none to restart: the one the package and the role start has the count.
+        if params['iothreads'] is not None and not tgtd_down:
             restarted, live = converge_iothreads(module, runner, params['iothreads'], live)
         errors = paths_in_use(devices, live)
         refuse_bad_input(module, errors)
@@ -195,7 +207,7 @@ def run(module):
                        records=records)
         plan = plan_targets(desired, live, files, **options)
         if plan.needs_accounts:
-            accounts = set() if missing else parse_accounts(runner.read(SHOW_ACCOUNTS, what='reading tgt accounts')[1])
+            accounts = set() if tgtd_down else parse_accounts(runner.read(SHOW_ACCOUNTS, what='reading tgt accounts')[1])
             plan = plan_targets(desired, live, files, accounts=accounts, **options)
         if plan.refusals:
             error = Refusal(plan.refusals)

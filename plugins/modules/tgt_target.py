@@ -184,6 +184,8 @@ notes:
   - Serializes itself with the other modules of the collection through a host-wide lock.
   - Without tgt (no C(tgtadm)), check mode predicts every target from none (no targets, no accounts, no I/O
     thread restart) and warns, naming the command and its package; other runs fail before any change.
+  - With tgt installed but no tgtd running, check mode predicts the same way and warns that the service is not
+    running (the storage_node role starts it in an earlier task); other runs fail, as tgtadm cannot reach tgtd.
 seealso:
   - module: openblock.storage.lvm_thinvol
 '''

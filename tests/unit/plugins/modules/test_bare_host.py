@@ -231,6 +231,39 @@ def test_tgt_target_predicts_every_target_from_none(bare, monkeypatch, tmp_path)
     tool_warning(result, ('tgtadm', 'tgt'))
 
 
+class StoppedTgtd(Host):
+    """tgt installed, its service stopped: tgtadm answers as recorded with tgt 1.0.85."""
+
+    def run_command(self, argv, **kwargs):
+        if os.path.basename(argv[3]) == 'tgtadm':  # after `timeout --kill-after=N SECONDS`
+            self.ran.append(' '.join(argv[3:]))
+            return 107, '', (FIXTURES / 'tgt' / 'err_tgtd_stopped.txt').read_text()
+        return Host.run_command(self, argv, **kwargs)
+
+
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_tgt_target_with_tgtd_stopped_predicts_from_none_in_check_mode_only(bare, monkeypatch, tmp_path, check_mode):
+    monkeypatch.setattr(tgt_target, 'CONF_DIR', str(tmp_path))
+    monkeypatch.setattr(AnsibleModule, 'get_bin_path',
+                        lambda self, name, *a, **kw: None if name in BARE - {'tgtadm'} else '/usr/sbin/' + name)
+    backing = tmp_path / 'backing.img'  # a file LUN: it exists, so the run gets as far as tgtadm
+    backing.write_bytes(b'')
+    targets = [dict(iqn='iqn.2010-10.org.openstack:volume-v1', luns=[dict(lun=1, path=str(backing))],
+                    initiators=['iqn.2004-10.com.ubuntu:01:c1'])]
+    host = StoppedTgtd()
+    result, code, ran = bare('tgt_target', dict(targets=targets, iothreads=4), check_mode=check_mode, host=host,
+                             bin_path=False)
+    assert ran == ['tgtadm --lld iscsi --mode target --op show'], ran  # no pid read, no restart
+    if check_mode:
+        assert code == 0 and result['changed'] is True, result
+        assert result['commands'][0] == 'tgtadm --lld iscsi --mode target --op new --tid 1 -T ' \
+            'iqn.2010-10.org.openstack:volume-v1', result['commands']
+        assert [w for w in result['warnings'] if 'no tgtd answers' in w and 'tgt.service' in w], result['warnings']
+    else:
+        assert code == 1 and result.get('changed', False) is False, result
+        assert 'reading tgt targets failed (exit 107)' in result['msg'], result['msg']
+
+
 def test_iscsi_initiator_predicts_a_generated_name_and_the_settings(bare, monkeypatch, tmp_path):
     monkeypatch.setattr(initiator, 'NAME_FILE', str(tmp_path / 'initiatorname.iscsi'))
     monkeypatch.setattr(initiator, 'ISCSID_CONF', str(tmp_path / 'iscsid.conf'))
