@@ -153,15 +153,14 @@ check-fresh: venv host-packages
 
 # The lab passes run side by side on the machine's 5 VM slots: the module tests on a `single` VM of
 # each release in the background (lines prefixed with [single-RELEASE]), while `system` runs on a
-# `cinder` lab of SYSTEM_RELEASE (3 VMs). Each starts as soon as its lab is up. With 5 VMs on 2
-# cores the whole took 53 min here while the cinder VMs had the storage stack preinstalled; they
-# now start bare and the roles install it (make system alone: 43 min, as before). The site
-# scenario on a Debian 12 `cinder` lab after `system` would add about 15 more, so it is not part
-# of it (`make site-scenario LAB_RELEASE=bookworm`). The `cinder` side is the longer path and much of it waits
-# (reboots, path checkers, lease timeouts), so the `single` sides run at a low CPU priority (nice
-# 10, which labctl gives their VMs' scheduling groups too, once they are up): they take the CPU the
-# cinder VMs leave, and finish on both cores once `system` is done. Before labctl did so, nice
-# counted for nothing against the VMs: the `single` sides ended 10 min before `system`, and the
+# `cinder` lab of SYSTEM_RELEASE (3 VMs), whose bare VMs get their packages from the roles. Each
+# starts as soon as its lab is up. With 5 VMs on 2 cores the whole takes about 51 min here; the site
+# scenario on a Debian 12 `cinder` lab after `system` would add about 15 more, so it is not part of
+# it (`make site-scenario LAB_RELEASE=bookworm`). The `cinder` side is the longer path and much of
+# it waits (reboots, path checkers, lease timeouts), so the `single` sides run at a low CPU priority
+# (nice 10, which labctl gives their VMs' scheduling groups too, once they are up): they take the
+# CPU the cinder VMs leave, and finish on both cores once `system` is done. Before labctl did so,
+# nice counted for nothing against the VMs: the `single` sides ended 10 min before `system`, and the
 # cores idled through its last 8 min. The checks that need no VM (lint, sanity, unit, docs-check,
 # then the core matrix; -k: each runs even after a failure) run from the start at the lowest
 # priority (nice 19, lines prefixed with [checks]); that orders them only within make's own

@@ -80,13 +80,13 @@ class Topology:
 
 # The Debian releases the lab builds images of: one cached image per release.
 RELEASES = ("bookworm", "trixie")
+DEFAULT_RELEASE = "bookworm"
 
 # The root file systems each image holds, by the name a topology's `image` gives. "bare" is what a
 # minimal Debian cloud image has: the roles install the storage packages from the lab repo.
 # "storage-stack" has them installed at build, natively, for the module tests and the benchmark,
 # which install nothing and would pay minutes of emulated CPU per VM for it.
 ROOT_IMAGES = {"bare": "root.img", "storage-stack": "root-stack.img"}
-DEFAULT_RELEASE = "bookworm"
 
 
 def release_of(named=None, environ=None):

@@ -130,21 +130,16 @@ def name_holders(lvs, usage=devices_usage):
     return lvs
 
 
-def creations(volumes):
-    """How many of ``volumes`` (a module's spec) are present: none, and check mode on a VG that does
-    not exist yet predicts no change."""
-    return sum(1 for volume in volumes if volume['state'] == 'present')
-
-
-def converge_lvs(module, vg_name, plan, view, facts, predicted, tools=None):
-    """Read VG ``vg_name`` and its LVs, plan, apply, re-read, and exit the module with the result.
+def converge_lvs(module, spec, plan, view, facts, predicted, tools=None):
+    """Read VG ``spec['vg']`` and its LVs, plan, apply, re-read, and exit the module with the result.
 
     The body that lvm_thinvol and lvm_thickvol share: ``plan(vg, lvs)`` returns ``(actions, expected
     view)`` or raises Refusal, ``view(lvs)`` is what diff mode shows, ``facts(lvs)`` the objects the
     module returns (their volumes cut to the changed ones by the module's ``report`` option,
     plan.REPORT_OPTION); ``predicted`` says what check mode would do once a VG that does not exist yet
-    (an earlier task may create it in this run) is there, None when it would do nothing (volumes to
-    remove: a new VG has none). ``tools`` are the commands it needs
+    (an earlier task may create it in this run) is there, with %d for the number of ``spec['volumes']``
+    to create; with none, it would do nothing (volumes to remove: a new VG has none). ``tools`` are
+    the commands it needs
     (plan.require_tools; LVM_TOOLS when None): in check mode without lvm2 no VG exists yet.
     """
     def returned(lvs, changed_names):
@@ -154,16 +149,18 @@ def converge_lvs(module, vg_name, plan, view, facts, predicted, tools=None):
             found['volumes'] = dict((name, v) for name, v in found['volumes'].items() if name in changed_names)
         return found
 
+    vg_name = spec['vg']
     runner = Runner(module)
     missing = require_tools(module, tools or LVM_TOOLS, 'no volume group and no logical volumes')
     with host_lock(module):
         vg = None if 'lvm' in missing else read_vg(runner, vg_name)
         if not vg and module.check_mode:
-            if predicted is None:
+            created = sum(1 for volume in spec['volumes'] if volume['state'] == 'present')
+            if not created:
                 module.exit_json(changed=False, commands=[], msg='check mode: vg=%r does not exist yet, so neither '
                                  'do the volumes to remove' % vg_name)
             module.exit_json(changed=True, commands=[], msg='check mode: vg=%r does not exist yet; once it does, %s'
-                             % (vg_name, predicted))
+                             % (vg_name, predicted % created))
         if not vg:
             module.fail_json(msg='vg=%r: no such volume group; create it first with openblock.storage.lvm_vg'
                                  % vg_name, commands=[])

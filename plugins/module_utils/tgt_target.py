@@ -178,7 +178,8 @@ def run(module):
     if error:
         errors.append(error)
     refuse_bad_input(module, errors)
-    missing = require_tools(module, TGT_TOOLS, 'no targets and no accounts')
+    nothing_live = 'no targets and no accounts'  # what check mode predicts from without a tgtd
+    missing = require_tools(module, TGT_TOOLS, nothing_live)
 
     runner = Runner(module)
     with host_lock(module):
@@ -191,7 +192,7 @@ def run(module):
             tgtd_down = rc == TGTD_NOT_RUNNING_RC
             if tgtd_down:
                 module.warn('check mode: no tgtd answers (%s); predicted as after an earlier task of this run '
-                            'starts %s, from no targets and no accounts' % (err.strip(), TGT_UNIT))
+                            'starts %s, from %s' % (err.strip(), TGT_UNIT, nothing_live))
             else:
                 live = parse_show(out)
         restarted = False

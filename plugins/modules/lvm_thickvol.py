@@ -150,7 +150,7 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
-    CLEAR_CHOICES, converge_lvs, creations, plan_thick, thick_facts, thick_spec, thick_view)
+    CLEAR_CHOICES, converge_lvs, plan_thick, thick_facts, thick_spec, thick_view)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import REPORT_OPTION
 
 VOLUME_OPTIONS = dict(
@@ -176,10 +176,8 @@ def main():
     if errors:
         module.fail_json(msg='invalid input: ' + '; '.join(errors), errors=errors, commands=[])
 
-    converge_lvs(module, spec['vg'], lambda vg, lvs: plan_thick(spec, vg, lvs), thick_view,
-                 lambda lvs: thick_facts(spec['vg'], lvs),
-                 predicted=('%d volume(s) would be created' % creations(spec['volumes'])
-                            if creations(spec['volumes']) else None))
+    converge_lvs(module, spec, lambda vg, lvs: plan_thick(spec, vg, lvs), thick_view,
+                 lambda lvs: thick_facts(spec['vg'], lvs), predicted='%d volume(s) would be created')
 
 
 if __name__ == '__main__':

@@ -229,7 +229,7 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
-    MAX_OVER_SUBSCRIPTION_RATIO, THIN_TOOLS, USAGE_WARNING_THRESHOLD, converge_lvs, creations, plan_thin, thin_facts, thin_spec,
+    MAX_OVER_SUBSCRIPTION_RATIO, THIN_TOOLS, USAGE_WARNING_THRESHOLD, converge_lvs, plan_thin, thin_facts, thin_spec,
     thin_view, thin_warnings)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import REPORT_OPTION
 
@@ -273,10 +273,8 @@ def main():
             module.warn(warning)
         return found
 
-    converge_lvs(module, spec['vg'], lambda vg, lvs: plan_thin(spec, vg, lvs), lambda lvs: thin_view(lvs, pool),
-                 facts,
-                 predicted=('the pool and %d volume(s) would be created' % creations(spec['volumes'])
-                            if creations(spec['volumes']) else None), tools=THIN_TOOLS)
+    converge_lvs(module, spec, lambda vg, lvs: plan_thin(spec, vg, lvs), lambda lvs: thin_view(lvs, pool),
+                 facts, predicted='the pool and %d volume(s) would be created', tools=THIN_TOOLS)
 
 
 if __name__ == '__main__':
