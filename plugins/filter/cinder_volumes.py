@@ -83,19 +83,24 @@ def volume_targets(volumes, groups, hostvars, vg, iqn_prefix, initiator_var='com
                                              % (name, host, initiator_var, host))
                 if initiator not in initiators:
                     initiators.append(initiator)
-            path = volume.get('device') or '/dev/%s/volume-%s' % (vg, name)
-            target['luns'] = [{'lun': 1, 'path': path}]
+            lun = {'lun': 1, 'path': volume.get('device') or '/dev/%s/volume-%s' % (vg, name)}
+            if volume.get('size'):
+                # check mode predicts the LUN's resize when the volume grows in the same run
+                lun['size'] = str(volume['size'])
+            target['luns'] = [lun]
             target['initiators'] = sorted(initiators)
         targets.append(target)
     return targets
 
 
-def host_volume_iqns(volumes, host, groups, hostvars, iqn_prefix):
-    """IQNs of the present volumes attached to ``host``: what its initiator logs in to."""
+def host_volume_iqns(volumes, host, groups, hostvars, iqn_prefix, attached=True):
+    """IQNs of the present volumes attached to ``host``: what its initiator logs in to. With
+    ``attached=False``, those of the other declared volumes (absent, or attached elsewhere): what it
+    must log out of. A volume the list does not declare is in neither."""
     iqns = []
     for index, volume in enumerate(volumes or []):
         name, state = _check(volume, index)
-        if state == 'present' and host in attached_hosts(volume, groups, hostvars, index):
+        if (state == 'present' and host in attached_hosts(volume, groups, hostvars, index)) == attached:
             iqns.append(iqn_prefix + 'volume-' + name)
     return iqns
 

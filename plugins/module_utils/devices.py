@@ -83,12 +83,13 @@ def device_openers(proc=PROC, rdev_of=block_rdev):
 
 
 def devices_usage(names, sys_block=SYS_BLOCK, mountinfo=PROC + '/self/mountinfo', swaps=PROC + '/swaps',
-                  proc=PROC, rdev_of=block_rdev):
+                  proc=PROC, rdev_of=block_rdev, removed_holders=()):
     """Why each kernel device ``name`` (``sdb``, ``vdc``, ``dm-3``) is in use: ``{name: [reasons]}``.
 
     An empty list means free: nothing holds, mounts, swaps on or opens the device or its partitions.
     A name with no directory under ``sys_block`` (gone already) is free. ``/proc`` is read once for
-    all the names.
+    all the names. Holders in ``removed_holders`` (dm-N of maps the caller removes first, after
+    checking their own usage) do not count, nor does what sits on them.
     """
     openers, problems = None, []
     mount_lines = _lines(mountinfo)
@@ -108,10 +109,15 @@ def devices_usage(names, sys_block=SYS_BLOCK, mountinfo=PROC + '/self/mountinfo'
             problems += [scan_error] if scan_error else []
         parts = [name] + sorted(p for p in os.listdir(base) if p.startswith(name))
         reasons, numbers = [], {}
+        # a path of a map the caller removes: multipathd's path checker lets go of it with the map
+        path_of_removed = any(holder in removed_holders for part in parts
+                              for holder in _listdir(os.path.join(base if part == name else os.path.join(base, part),
+                                                                  'holders')))
         for part in parts:
             pdir = base if part == name else os.path.join(base, part)
             for holder in _listdir(os.path.join(pdir, 'holders')):
-                reasons.append('/dev/%s is held by %s' % (part, holder_name(sys_block, holder)))
+                if holder not in removed_holders:
+                    reasons.append('/dev/%s is held by %s' % (part, holder_name(sys_block, holder)))
             number = _first_line(os.path.join(pdir, 'dev'))
             if number:
                 numbers[number] = part
@@ -123,8 +129,9 @@ def devices_usage(names, sys_block=SYS_BLOCK, mountinfo=PROC + '/self/mountinfo'
                 reasons.append('%s is a swap device' % device)
         for number, part in sorted(numbers.items(), key=lambda item: item[1]):
             for opener in openers.get(number, []):
-                reasons.append('%s is open by %s' % (_label(sys_block, part), opener))
-        for holder in _holders(sys_block, parts, base):
+                if not (path_of_removed and opener.startswith('multipathd (')):
+                    reasons.append('%s is open by %s' % (_label(sys_block, part), opener))
+        for holder in _holders(sys_block, parts, base, removed_holders):
             number = _first_line(os.path.join(sys_block, holder, 'dev'))
             for opener in openers.get(number, []):
                 reasons.append('%s, which holds it, is open by %s' % (_label(sys_block, holder), opener))
@@ -138,6 +145,22 @@ def device_usage(name, sys_block=SYS_BLOCK, mountinfo=PROC + '/self/mountinfo', 
     return devices_usage([name], sys_block, mountinfo, swaps, proc, rdev_of)[name]
 
 
+def multipath_maps(sys_block=SYS_BLOCK):
+    """The dm-multipath maps of this host: [{name, dm, slaves, size}], size in 512-byte sectors."""
+    maps = []
+    for dm in _listdir(sys_block):
+        if dm.startswith('dm-') and _first_line(os.path.join(sys_block, dm, 'dm', 'uuid')).startswith('mpath-'):
+            maps.append(dict(name=_first_line(os.path.join(sys_block, dm, 'dm', 'name')), dm=dm,
+                             slaves=_listdir(os.path.join(sys_block, dm, 'slaves')), size=sectors(dm, sys_block)))
+    return maps
+
+
+def sectors(name, sys_block=SYS_BLOCK):
+    """Size of block device ``name`` in 512-byte sectors (0 when it cannot be read)."""
+    text = _first_line(os.path.join(sys_block, name, 'size'))
+    return int(text) if text.isdigit() else 0
+
+
 def holder_name(sys_block, holder):
     """dm-3 -> 'dm-3 (mpatha)' when the device-mapper name is known."""
     name = _first_line(os.path.join(sys_block, holder, 'dm', 'name'))
@@ -149,8 +172,9 @@ def _label(sys_block, name):
     return '/dev/' + holder_name(sys_block, name)
 
 
-def _holders(sys_block, parts, base):
-    """Every device that holds the device or its partitions, directly or through other holders."""
+def _holders(sys_block, parts, base, skipped=()):
+    """Every device that holds the device or its partitions, directly or through other holders
+    (but those in ``skipped`` and what holds them)."""
     found = []
     todo = [os.path.join(base, 'holders') if part == parts[0] else os.path.join(base, part, 'holders')
             for part in parts]
@@ -158,7 +182,7 @@ def _holders(sys_block, parts, base):
         nxt = []
         for holders_dir in todo:
             for holder in _listdir(holders_dir):
-                if holder not in found:
+                if holder not in found and holder not in skipped:
                     found.append(holder)
                     nxt.append(os.path.join(sys_block, holder, 'holders'))
         todo = nxt

@@ -360,6 +360,42 @@ def discovery_argv(portal, iface):
     return discoverydb_argv(portal, iface) + ['--discover', '-o', 'nonpersistent']
 
 
+def plan_map_flushes(maps, leaving, usage, force):
+    """The dm-multipath maps to flush before their paths are logged out, and the refusals.
+
+    ``maps`` are the multipath maps of the host ({name, dm, slaves, size}); ``leaving`` the disks
+    (sdX) of the sessions about to be logged out; ``usage`` why each map's device (dm-N) is in use.
+    A map is flushed only when every one of its paths leaves; one in use (mounted, open, an LVM PV)
+    is refused, naming the holder, unless ``force`` (then it is left, and loses its paths). Pure.
+    """
+    actions, errors = [], []
+    for mp in sorted(maps, key=lambda m: m['name']):
+        if not mp['slaves'] or not set(mp['slaves']) <= set(leaving):
+            continue
+        busy = usage.get(mp['dm'], [])
+        if busy and not force:
+            errors.append('refusing to detach multipath map %s (/dev/mapper/%s, over %s): it is in use: %s. Stop '
+                          'using it first (unmount it, close what holds it open, remove its LVM) or set force=true'
+                          % (mp['name'], mp['name'], ', '.join(sorted(mp['slaves'])), '; '.join(busy)))
+        elif not busy:
+            actions.append(Action(['multipath', '-f', mp['name']],
+                                  'flush multipath map %s before logging out of its paths' % mp['name']))
+    return actions, errors
+
+
+def plan_map_resizes(maps, disk_sizes):
+    """``multipathd resize map`` for each multipath map smaller than its smallest path (``disk_sizes``:
+    sdX -> 512-byte sectors), the step after a rescan found a grown LUN. Pure."""
+    actions = []
+    for mp in sorted(maps, key=lambda m: m['name']):
+        sizes = [disk_sizes[d] for d in mp['slaves'] if d in disk_sizes]
+        if sizes and len(sizes) == len(mp['slaves']) and mp['size'] < min(sizes):
+            actions.append(Action(['multipathd', 'resize', 'map', mp['name']],
+                                  'grow multipath map %s from %d to %d MiB, as its paths'
+                                  % (mp['name'], mp['size'] // 2048, min(sizes) // 2048)))
+    return actions
+
+
 def sessions_view(sessions, pairs, by_path):
     """The returned sessions of the managed pairs, each disk with its /dev/disk/by-path links."""
     wanted = set(pairs)

@@ -9,7 +9,8 @@ import os
 import re
 
 from ansible_collections.openblock.storage.plugins.module_utils import iscsi
-from ansible_collections.openblock.storage.plugins.module_utils.devices import devices_usage
+from ansible_collections.openblock.storage.plugins.module_utils.devices import (
+    SYS_BLOCK, devices_usage, multipath_maps, sectors)
 from ansible_collections.openblock.storage.plugins.module_utils.names import (
     format_portal, iscsi_name_error, parse_portal)
 from ansible_collections.openblock.storage.plugins.module_utils.plan import (
@@ -116,6 +117,22 @@ def settle(runner, module, timeout):
             module.warn('udevadm settle did not finish within wait=%d s; some by-path links may be missing' % timeout)
 
 
+def disk_sizes(sessions, pairs):
+    """sdX -> 512-byte sectors, of the disks of the managed sessions."""
+    return dict((device['name'], sectors(device['name'])) for session in sessions
+                if (session['target'], session['portal']) in set(pairs) for device in session['devices'])
+
+
+def reread_capacity(module, name):
+    """Have the kernel read disk ``name``'s capacity again (a SCSI rescan of that device)."""
+    path = os.path.join(SYS_BLOCK, name, 'device', 'rescan')
+    try:
+        with open(path, 'w') as handle:
+            handle.write('1')
+    except OSError as error:
+        module.warn('could not rescan /dev/%s (%s: %s); its new size shows after a rescan' % (name, path, error.strerror))
+
+
 def devices_of(sessions, pairs):
     wanted = set(pairs)
     return {(s['target'], s['portal']): sorted(d['name'] for d in s['devices'])
@@ -131,6 +148,9 @@ def run(module):
     targets = list(dict.fromkeys(p['targets']))
     state, iface = p['state'], p['iface']
     runner = Runner(module)
+    if state != 'logged_in' and not module.get_bin_path(iscsi.ISCSIADM):
+        # A host without open-iscsi has no session or record to log out of or remove.
+        module.exit_json(changed=False, sessions=[], nodes=[], commands=[])
     missing = require_tools(module, iscsi.ISCSI_TOOLS, 'no node or discovery records and no sessions')
 
     with host_lock(module):
@@ -184,11 +204,19 @@ def run(module):
             for error in errors:
                 module.warn('check mode: ' + error)
             errors = []
-        usage = {}
+        usage, flushes = {}, []
         if state != 'logged_in':
+            leaving = [device['name'] for session in sessions if (session['target'], session['portal'])
+                       in set(pairs) for device in session['devices']]
+            # The maps over only these disks are flushed first, unless in use: then the disks are not held.
+            maps = [m for m in multipath_maps() if m['slaves'] and set(m['slaves']) <= set(leaving)] \
+                if p['multipath'] else []
+            flushes, map_errors = iscsi.plan_map_flushes(maps, leaving, devices_usage([m['dm'] for m in maps]),
+                                                         p['force'])
+            errors += map_errors
+            flushed = [m['dm'] for m in maps if any(m['name'] in a.argv for a in flushes)]
             # holders, mounts, swap and processes with the disk open; /proc is read once for all disks
-            usage = devices_usage([device['name'] for session in sessions if (session['target'], session['portal'])
-                                   in set(pairs) for device in session['devices']])
+            usage = devices_usage(leaving, removed_holders=flushed)
         steps, plan_errors = iscsi.plan_nodes(state, pairs, iface, p['startup'], p['node_auth'], p['force'],
                                               nodes, sessions, discovered, usage)
         errors += plan_errors
@@ -199,6 +227,7 @@ def run(module):
         before = iscsi.diff_view(pairs, nodes, sessions, iface)
         devices_before = devices_of(sessions, pairs)
         refused = []
+        runner.apply(flushes)
         for step in steps:
             runner.apply(step.actions)
             login_rc = [rc for action, rc in runner.results if action is step.login]
@@ -208,16 +237,21 @@ def run(module):
         # Check mode: whatever is planned. Otherwise only actions that changed something count: not
         # an accepted no-op exit code (15 session exists, 21 nothing there), and not the steps of a
         # refused login, whose records were put back.
-        changed = bool(db_actions or steps) if module.check_mode else iscsi.changed_by(runner.results, refused)
+        changed = bool(db_actions or steps or flushes) if module.check_mode else iscsi.changed_by(runner.results, refused)
 
         logged_in_now = any(step.login is not None for step in steps) and not module.check_mode
+        sizes_before = disk_sizes(sessions, pairs)
+        if p['rescan'] and not module.check_mode:
+            # The kernel reads a disk's capacity again when asked (a LUN grown on the target); no command.
+            for name in sizes_before:
+                reread_capacity(module, name)
         if logged_in_now or (p['rescan'] and not module.check_mode):
             settle(runner, module, p['wait'])
             sessions, nodes = read_state(runner)
             live = [s for s in sessions if (s['target'], s['portal']) in set(pairs) and s.get('iface', iface) == iface]
-            # A session whose LUN scan has not attached a disk yet (or, with rescan, every session)
-            # is rescanned; the scan is synchronous, then udev creates the links.
-            rescan = [s for s in live if p['rescan'] or (logged_in_now and p['wait'] > 0 and not s['devices'])]
+            # A session whose LUN scan has not attached a disk yet is rescanned; the scan is
+            # synchronous, then udev creates the links.
+            rescan = [s for s in live if (p['rescan'] or (logged_in_now and p['wait'] > 0)) and not s['devices']]
             if rescan:
                 runner.apply([Action([iscsi.ISCSIADM, '-m', 'session', '-r', str(s['sid']), '--rescan'],
                                      'rescan the LUNs of %s at %s' % (s['target'], s['portal']))
@@ -225,8 +259,11 @@ def run(module):
                 settle(runner, module, p['wait'])
         if not module.check_mode and runner.commands:
             sessions, nodes = read_state(runner)
-        if p['rescan'] and devices_of(sessions, pairs) != devices_before:
+        if p['rescan'] and (devices_of(sessions, pairs) != devices_before or disk_sizes(sessions, pairs) != sizes_before):
             changed = True
+        if p['multipath'] and (p['rescan'] or logged_in_now):
+            # A map keeps its size when its paths grow: multipathd resizes it on request.
+            changed = runner.apply(iscsi.plan_map_resizes(multipath_maps(), disk_sizes(sessions, pairs))) or changed
 
         result = dict(
             changed=changed,

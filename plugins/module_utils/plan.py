@@ -67,9 +67,11 @@ class Action(object):
     ``ok_rcs`` are the exit codes that count as success; ``noop_rcs``, a subset of them, mean the
     command succeeded without changing anything (iscsiadm's "session exists"), so they never make a
     run report ``changed``. ``timeout`` bounds the command, in seconds (default: by tool).
+    ``retry_while`` = (text, attempts, delay): a failure whose output holds ``text`` (a busy
+    device) is tried again, up to ``attempts`` times in all, ``delay`` seconds apart.
     """
 
-    def __init__(self, argv, why, secrets=(), ok_rcs=(0,), noop_rcs=(), timeout=None, env=None):
+    def __init__(self, argv, why, secrets=(), ok_rcs=(0,), noop_rcs=(), timeout=None, env=None, retry_while=None):
         self.argv = [str(a) for a in argv]
         self.env = dict(env or {})  # added to the command's environment
         self.why = why
@@ -77,6 +79,7 @@ class Action(object):
         self.ok_rcs = tuple(ok_rcs)
         self.noop_rcs = tuple(noop_rcs)
         self.timeout = timeout or timeout_of(self.argv)
+        self.retry_while = retry_while
 
     def shown(self):
         """The command line as reported back: secrets replaced by a mask."""
@@ -228,6 +231,11 @@ class Runner(object):
                 rc, out, err = self._write(action)
             else:
                 rc, out, err = self._run(action.argv, action.timeout, action.shown(), fail_extra, action.env)
+                text, attempts, delay = action.retry_while or ('', 1, 0)
+                while rc not in action.ok_rcs and text and text in err + out and attempts > 1:
+                    attempts -= 1
+                    time.sleep(delay)
+                    rc, out, err = self._run(action.argv, action.timeout, action.shown(), fail_extra, action.env)
             self.results.append((action, rc))
             if rc not in action.ok_rcs:
                 detail = (err or out).strip()

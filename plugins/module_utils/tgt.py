@@ -18,6 +18,7 @@ import re
 
 from ansible_collections.openblock.storage.plugins.module_utils.names import iscsi_name_error
 from ansible_collections.openblock.storage.plugins.module_utils.plan import Action, FileWrite
+from ansible_collections.openblock.storage.plugins.module_utils.sizes import SizeError, parse_size
 
 TGTADM = ['tgtadm', '--lld', 'iscsi']
 SHOW_TARGETS = TGTADM + ['--mode', 'target', '--op', 'show']
@@ -39,6 +40,16 @@ MIN_SECRET = 12
 MAX_SECRET = 255
 ID_MAX = 36  # tgt silently truncates scsi_id and scsi_sn to 36 characters (seen on 1.0.85)
 MAX_LUN = 255
+# tgtd reads a LUN's size once, when the LUN is added: it ignores an lvextend, and tgtadm cannot set
+# a size (`--op update --params size=` is an invalid request, tgt 1.0.85). A LUN whose backing device
+# was resized is added again with the same identity; tgt refuses that delete while SCSI commands to
+# the LUN are in flight, with this message, so it is retried.
+LUN_BUSY = 'still active'
+LUN_BUSY_RETRIES = 50
+LUN_BUSY_DELAY = 0.2
+# tgtadm shows a LUN's size in whole (decimal) megabytes, rounded its own way: a size within this many
+# bytes of the one shown is the same. LVM grows a volume by whole extents (4 MiB by default).
+SIZE_SLACK = 2 * 1000 * 1000
 
 # tgt-admin hands file values to a shell, Config::General splits on blanks and '#' starts a
 # comment: keep every value we write to a file inside these sets.
@@ -294,8 +305,14 @@ def validate_targets(targets):
                 elif not isinstance(value, str) or not _ID_RE.match(value):
                     errors.append('%s.%s=%r: 1 to %d letters, digits or ._- (tgt cuts longer values)'
                                   % (at, key, value, ID_MAX))
+            declared = None
+            if lun.get('size') is not None:
+                try:
+                    declared = parse_size(lun['size'], '%s.size' % at)
+                except SizeError as error:
+                    errors.append(str(error))
             target['luns'].append(dict(lun=number, path=path, readonly=bool(lun.get('readonly')),
-                                       scsi_id=lun.get('scsi_id'), scsi_sn=lun.get('scsi_sn')))
+                                       scsi_id=lun.get('scsi_id'), scsi_sn=lun.get('scsi_sn'), declared_size=declared))
         target['luns'].sort(key=lambda item: item['lun'])
 
         for name_index, name in enumerate(raw.get('initiators') or []):
@@ -490,6 +507,29 @@ def _new_lun_actions(tid, iqn, lun):
                    'set the identity of LUN %d of %s' % (lun['lun'], iqn))]
 
 
+def shown_megabytes(size_text):
+    """The megabytes of tgtadm's ``Size: 537 MB``, or None."""
+    match = re.match(r'^(\d+) MB$', size_text or '')
+    return int(match.group(1)) if match else None
+
+
+def resize_of(want, have):
+    """(old MB, new MB) when the backing device of a live LUN (``want['size']``, bytes, None when it
+    could not be read) no longer has the size tgtd exports, else None."""
+    shown = shown_megabytes(have.get('size_text'))
+    if want.get('size') is None or shown is None or abs(want['size'] - shown * 1000 * 1000) <= SIZE_SLACK:
+        return None
+    return shown, (want['size'] + 500 * 1000) // (1000 * 1000)
+
+
+def _readd_lun_actions(tid, iqn, lun, why):
+    """Delete a LUN and add it again with the same identity, the delete retried while tgt finds the
+    LUN busy."""
+    return [Action(_tgtadm('--mode', 'logicalunit', '--op', 'delete', '--tid', tid, '--lun', lun['lun']),
+                   'remove LUN %d from %s %s' % (lun['lun'], iqn, why),
+                   retry_while=(LUN_BUSY, LUN_BUSY_RETRIES, LUN_BUSY_DELAY))] + _new_lun_actions(tid, iqn, lun)
+
+
 def _lun_differs(want, have):
     """What differs between a desired LUN and the live one, as words, or []."""
     changes = []
@@ -511,6 +551,7 @@ class Plan(object):
         self.writes = {}     # path -> text, of the conf.d writes among the actions
         self.removals = []   # paths, of the conf.d removals among the actions
         self.refusals = []
+        self.warnings = []
         self.needs_accounts = False
         self.changed_iqns = set()  # listed targets the plan creates or changes, live or in conf.d
         self.rekeyed = set()       # CHAP users whose account the plan creates, or deletes and creates again
@@ -549,7 +590,8 @@ class Plan(object):
         return advice
 
 
-def plan_targets(desired, live, files, accounts=None, exclusive=False, force=False, persist=True, records=None):
+def plan_targets(desired, live, files, accounts=None, exclusive=False, force=False, persist=True, records=None,
+                 resize_in_use=False, expect_logouts=False):
     """Plan the convergence of ``desired`` (validated) against ``live`` (parse_show).
 
     ``files`` maps iqn -> {path, text, secrets} for every conf.d file this collection manages.
@@ -557,6 +599,10 @@ def plan_targets(desired, live, files, accounts=None, exclusive=False, force=Fal
     ``known_record``), or None when there is none.
     ``accounts`` is the set of global tgt accounts, or None when not read yet; when the plan
     needs it, ``plan.needs_accounts`` is set and the caller reads it and plans again.
+    A desired LUN's ``size`` is its backing device's size in bytes (None: not known); a live LUN that
+    exports another size is added again, which needs ``resize_in_use`` (or ``force``) while
+    initiators are connected. ``expect_logouts`` (check mode) predicts the removal of a target with
+    connected initiators as after they log out, with a warning, instead of refusing it.
     """
     plan = Plan()
     listed = set(t['iqn'] for t in desired)
@@ -581,11 +627,16 @@ def plan_targets(desired, live, files, accounts=None, exclusive=False, force=Fal
     for iqn in removed:
         target = live.get(iqn)
         if target is not None:
-            if target['sessions'] and not force:
+            cut = target['sessions'] and not expect_logouts
+            if cut and not force:
                 plan.refusals.append('target %s has connected initiators %s: removing it cuts them off; log them '
                                      'out first or set force: true' % (iqn, _sessions_text(target)))
+            elif target['sessions'] and expect_logouts:
+                plan.warnings.append('check mode: target %s has connected initiators %s; its removal is predicted '
+                                     'as after an earlier play of this run logs them out (site.yml detaches the '
+                                     'compute nodes first), and is refused otherwise' % (iqn, _sessions_text(target)))
             argv = _tgtadm('--mode', 'target', '--op', 'delete', '--tid', target['tid'])
-            if target['sessions']:
+            if cut:
                 argv.append('--force')
             deletions.append(Action(argv, 'remove target %s (tid %d)' % (iqn, target['tid'])))
         if iqn in files:
@@ -672,7 +723,7 @@ def plan_targets(desired, live, files, accounts=None, exclusive=False, force=Fal
                 # Its access list is empty from the block on: the update binds every wanted entry,
                 # and those binds come last, after the accounts are bound.
                 have = dict(have, addresses=[], initiators=[])
-            actions = _update_actions(have, target, reset, force, plan.refusals)
+            actions = _update_actions(have, target, reset, force, plan.refusals, resize_in_use)
             if iqn in plan.blocked:
                 plan.blocked[iqn][1] = actions[-1]
         # The conf.d file follows the target's live change at once: a run that fails part-way
@@ -748,7 +799,7 @@ def _create_actions(tid, target):
     return actions + _bind_actions(tid, target)
 
 
-def _update_actions(have, target, reset, force, refusals):
+def _update_actions(have, target, reset, force, refusals, resize_in_use=False):
     tid, iqn = have['tid'], target['iqn']
     in_use = bool(have['sessions'])
 
@@ -784,13 +835,24 @@ def _update_actions(have, target, reset, force, refusals):
             actions += _new_lun_actions(tid, iqn, lun)
             continue
         changes = _lun_differs(lun, current)
+        resize = None if changes else resize_of(lun, current)
+        if resize:
+            # Re-adding drops the LUN for about a second: initiators that queue I/O meanwhile
+            # (dm-multipath with no_path_retry) ride it out, others see errors.
+            if in_use and not (force or resize_in_use):
+                refusals.append('target %s has connected initiators %s: LUN %d (%s) grew from %d to %d MB, and tgt '
+                                'exports the new size only when the LUN is added again, which fails their I/O for '
+                                'about a second unless they queue it (dm-multipath with no_path_retry does); set '
+                                'resize_in_use: true when they do, or log them out first'
+                                % (iqn, _sessions_text(have), number, lun['path'], resize[0], resize[1]))
+            actions += _readd_lun_actions(tid, iqn, lun, 'to export its new size (%d MB, was %d MB)'
+                                          % (resize[1], resize[0]))
+            continue
         if not changes:
             continue
         refuse_if_in_use('changing LUN %d (%s)' % (number, ', '.join(changes)))
         if lun['path'] != current['path']:
-            actions.append(Action(_tgtadm('--mode', 'logicalunit', '--op', 'delete', '--tid', tid, '--lun', number),
-                                  'remove LUN %d from %s to change its backing path' % (number, iqn)))
-            actions += _new_lun_actions(tid, iqn, lun)
+            actions += _readd_lun_actions(tid, iqn, lun, 'to change its backing path')
         else:
             actions.append(_new_lun_actions(tid, iqn, lun)[1])
 

@@ -90,6 +90,16 @@ def size_of(path):
         os.close(fd)
 
 
+def backing_size(lun, check_mode):
+    """The size a LUN's backing device has, in bytes (None when it cannot be read). In check mode a
+    device smaller than the LUN's declared ``size`` counts at that size: an earlier task of the run
+    (the volume's lvextend) grows it."""
+    size = size_of(lun['path'])
+    if check_mode and lun['declared_size'] is not None and (size is None or size < lun['declared_size']):
+        return lun['declared_size']
+    return size
+
+
 def lun_where(target, lun_index, lun):
     """How an error names a LUN's path: the option and the value."""
     return 'targets[%d].luns[%d].path=%r' % (target['index'], lun_index, lun['path'])
@@ -201,15 +211,20 @@ def run(module):
             restarted, live = converge_iothreads(module, runner, params['iothreads'], live)
         errors = paths_in_use(devices, live)
         refuse_bad_input(module, errors)
+        for target in desired:
+            for lun in target['luns']:
+                lun['size'] = backing_size(lun, module.check_mode)
         files = read_managed_files()
         instance = tgtd_instance()
         records = read_record(instance)
         options = dict(exclusive=params['exclusive'], force=params['force'], persist=params['persist'],
-                       records=records)
+                       records=records, resize_in_use=params['resize_in_use'], expect_logouts=module.check_mode)
         plan = plan_targets(desired, live, files, **options)
         if plan.needs_accounts:
             accounts = set() if tgtd_down else parse_accounts(runner.read(SHOW_ACCOUNTS, what='reading tgt accounts')[1])
             plan = plan_targets(desired, live, files, accounts=accounts, **options)
+        for warning in plan.warnings:
+            module.warn(warning)
         if plan.refusals:
             error = Refusal(plan.refusals)
             module.fail_json(msg='refused, nothing was changed: ' + str(error), reasons=error.reasons, commands=[])

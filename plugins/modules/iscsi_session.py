@@ -82,8 +82,21 @@ options:
     default: 30
   rescan:
     description:
-      - Rescan the existing sessions of the managed pairs for new or resized LUNs. Reports a change
-        only when the set of disks changed. Not done in check mode.
+      - Have the kernel read the capacity of every disk of the managed sessions again, so a LUN grown on
+        the target shows its new size, and scan a session without any disk for LUNs. Reports a change
+        when a disk's size or the set of disks changed. Not done in check mode, which therefore cannot
+        predict a size the target changed.
+    type: bool
+    default: false
+  multipath:
+    description:
+      - The session disks are paths of dm-multipath maps (the multipath role sets that up).
+      - Before logging out (V(logged_out), V(absent)), each map whose every path is logged out by the task
+        is flushed (C(multipath -f)), so no map is left without paths. A map in use (mounted, open by a
+        process, an LVM physical volume, held by another mapping) is refused, naming what uses it, before
+        anything changes, unless O(force=true) (then the map is left and loses its paths).
+      - After logins and with O(rescan), a map smaller than its paths grows to their size
+        (C(multipathd resize map)).
     type: bool
     default: false
   force:
@@ -106,7 +119,8 @@ notes:
   - With O(startup=automatic), the C(open-iscsi) service must be enabled for the logins to come back
     after a reboot (it is on Debian).
   - Without open-iscsi (no C(iscsiadm)), check mode predicts from no records and no sessions, without
-    discovery, and warns, naming the command and its package; other runs fail before any change.
+    discovery, and warns, naming the command and its package; other runs fail before any change, but
+    those with O(state=logged_out) or O(state=absent), which have nothing to do there.
 seealso:
   - name: open-iscsi README
     description: iscsiadm modes, node records and exit codes.
@@ -274,6 +288,7 @@ def main():
             iface=dict(type='str', default='default'),
             wait=dict(type='int', default=30),
             rescan=dict(type='bool', default=False),
+            multipath=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
         ),
         supports_check_mode=True,

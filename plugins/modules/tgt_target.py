@@ -88,6 +88,12 @@ options:
               - SCSI serial number (VPD page 0x80), up to 36 characters of letters, digits and C(._-).
               - Default, 16 further hex digits of the same hash.
             type: str
+          size:
+            description:
+              - The size the backing device is meant to have (C(512M), C(10G), bytes), for check mode only.
+                There, a device still smaller than this counts at this size, so a LUN whose volume an earlier
+                task of the run grows is predicted to be resized. Outside check mode the device's own size decides.
+            type: str
       initiators:
         description:
           - Initiator names (IQNs) allowed to log in. An initiator whose name is listed is admitted from any
@@ -141,6 +147,17 @@ options:
     description:
       - Remove targets, and remove or change LUNs, even when initiators are connected; their sessions are
         cut (the target is removed with C(tgtadm --force)).
+    type: bool
+    default: false
+  resize_in_use:
+    description:
+      - tgtd reads a LUN's size only when the LUN is added, and C(tgtadm) cannot change it. When a LUN's
+        backing device has grown (an C(lvextend)), the module adds the LUN again with the same SCSI ID and
+        serial, so initiators see the same disk, larger, once they rescan. The LUN is missing for about a
+        second (the delete is retried while tgt finds the LUN busy); initiators that queue I/O meanwhile
+        (dm-multipath with C(no_path_retry), as the compute_initiator and multipath roles set) ride it out,
+        others see I/O errors.
+      - V(false) refuses that while initiators are connected (and names them); V(true) allows it.
     type: bool
     default: false
   iothreads:
@@ -285,7 +302,8 @@ from ansible_collections.openblock.storage.plugins.module_utils.tgt_target impor
 
 ACCOUNT_SPEC = dict(user=dict(type='str', required=True), password=dict(type='str', required=True, no_log=True))
 LUN_SPEC = dict(lun=dict(type='int', required=True), path=dict(type='path', required=True),
-                readonly=dict(type='bool', default=False), scsi_id=dict(type='str'), scsi_sn=dict(type='str'))
+                readonly=dict(type='bool', default=False), scsi_id=dict(type='str'), scsi_sn=dict(type='str'),
+                size=dict(type='str'))
 TARGET_SPEC = dict(
     iqn=dict(type='str', required=True),
     state=dict(type='str', choices=['present', 'absent'], default='present'),
@@ -304,6 +322,7 @@ def main():
             persist=dict(type='bool', default=True),
             exclusive=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
+            resize_in_use=dict(type='bool', default=False),
             iothreads=dict(type='int'),
             report=REPORT_OPTION,
         ),

@@ -5,6 +5,9 @@ state after; writes in flight go through compute1's multipath device and are che
 on both ends. Tests run in file order and each leaves the lab converged for the next, but the last
 (storage1's power cut), after which the computes' leases of the shared VG are lost. A compute
 node's reboot is the shared_lvm scenario's (logins, lock-start and consumer in order, paths back).
+`make system` runs the first two (`-k 'not during_a'`), which need the lab as the repository's
+inventory has it, before the `lifecycle` scenario changes the volumes, and the ones under a writer
+(`-k during_a`), which need only compute1-disk on compute1, after it.
 """
 
 import json

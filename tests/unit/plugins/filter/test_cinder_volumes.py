@@ -26,7 +26,7 @@ VOLUMES = [
 def test_multiattach_acl_is_exactly_the_attached_initiators():
     targets = volume_targets(VOLUMES, GROUPS, HOSTVARS, 'cinder-volumes', PREFIX)
     assert targets[0] == {'iqn': PREFIX + 'volume-one', 'state': 'present',
-                          'luns': [{'lun': 1, 'path': '/dev/cinder-volumes/volume-one'}],
+                          'luns': [{'lun': 1, 'path': '/dev/cinder-volumes/volume-one', 'size': '1G'}],
                           'initiators': ['iqn.2004-10.com.ubuntu:01:c1']}
     assert targets[1]['initiators'] == ['iqn.2004-10.com.ubuntu:01:c1', 'iqn.2004-10.com.ubuntu:01:c2']
     assert targets[2] == {'iqn': PREFIX + 'volume-old', 'state': 'absent'}
@@ -48,6 +48,14 @@ def test_thin_volumes_split_by_state():
 def test_host_volume_iqns():
     assert host_volume_iqns(VOLUMES, 'compute2', GROUPS, HOSTVARS, PREFIX) == [PREFIX + 'volume-both', PREFIX + 'volume-lun']
     assert host_volume_iqns(VOLUMES, 'compute1', GROUPS, HOSTVARS, PREFIX) == [PREFIX + 'volume-one', PREFIX + 'volume-both']
+
+
+def test_detached_volumes_are_the_declared_ones_a_host_must_not_see():
+    # absent everywhere, and attached elsewhere; a volume the inventory does not declare is left alone
+    assert host_volume_iqns(VOLUMES, 'compute1', GROUPS, HOSTVARS, PREFIX, attached=False) == [
+        PREFIX + 'volume-old', PREFIX + 'volume-lun']
+    assert host_volume_iqns(VOLUMES, 'compute2', GROUPS, HOSTVARS, PREFIX, attached=False) == [
+        PREFIX + 'volume-one', PREFIX + 'volume-old']
 
 
 @pytest.mark.parametrize('volumes, words', [

@@ -112,3 +112,21 @@ def test_block_rdev_only_answers_for_block_devices(tmp_path):
     (tmp_path / 'fd').symlink_to(plain)
     assert devices.block_rdev(str(tmp_path / 'fd')) is None
     assert devices.block_rdev(str(tmp_path / 'missing')) is None
+
+
+def test_a_path_of_a_map_removed_first_is_free_of_the_map_and_of_multipathd(tmp_path):
+    """iscsi_session flushes the map (dm-0) before it logs out of its path sdb: the map's own usage is
+    checked apart, and multipathd's path checker lets go of sdb with the map. Anyone else still counts."""
+    sys_block, proc = tmp_path / 'block', tmp_path / 'proc'
+    (disk(sys_block, 'sdb', '8:16') / 'holders' / 'dm-0').mkdir()
+    (disk(sys_block, 'dm-0', '253:0') / 'dm').mkdir()
+    (sys_block / 'dm-0' / 'dm' / 'name').write_text('mpatha\n')
+    process(proc, 612, 'multipathd', '/dev/sdb')
+    process(proc, 700, 'dd', '/dev/dm-0')
+    assert usage(tmp_path, 'sdb') == ['/dev/sdb is held by dm-0 (mpatha)', '/dev/sdb is open by multipathd (pid 612)',
+                                      '/dev/dm-0 (mpatha), which holds it, is open by dd (pid 700)']
+    removed = devices.devices_usage(['sdb'], str(sys_block), MOUNTINFO, SWAPS, str(proc), rdev_of, removed_holders=['dm-0'])
+    assert removed == {'sdb': []}
+    process(proc, 99, 'dd', '/dev/sdb')
+    removed = devices.devices_usage(['sdb'], str(sys_block), MOUNTINFO, SWAPS, str(proc), rdev_of, removed_holders=['dm-0'])
+    assert removed == {'sdb': ['/dev/sdb is open by dd (pid 99)']}

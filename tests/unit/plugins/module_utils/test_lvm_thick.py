@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.openblock.storage.plugins.module_utils.lvm import (
-    Refusal, name_holders, parse_report, plan_thick, thick_facts, thick_spec, thick_view)
+    Refusal, _exported_only, name_holders, parse_report, plan_thick, thick_facts, thick_spec, thick_view)
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'lvm'
 MiB = 1 << 20
@@ -142,6 +142,18 @@ def test_open_volume_is_refused_naming_its_holder_even_with_force(force):
     assert str(err.value) == ('volumes[0]: %s/thick-open is open (%s); stop what holds it (unexport, unmount or stop '
                               'the process) and re-run; force does not remove an open volume' % (VG, HELD[0]))
     assert 'set force=true' not in str(err.value)
+
+
+def test_only_a_volume_tgtd_alone_holds_counts_as_exported():
+    """Check mode predicts the removal of such a volume as after the role's tgt_target drops its target."""
+    vg, lvs = recorded()
+    held = dict((lv['lv_name'], lv) for lv in name_holders(lvs, usage=lambda names: dict(
+        (n, ['/dev/dm-1 (itest_lvm_thick-vol--b) is open by tgtd (pid 812)']) for n in names)))
+    assert _exported_only(held['thick-open'])
+    held['thick-open']['held_by'] = HELD + held['thick-open']['held_by']
+    assert not _exported_only(held['thick-open'])
+    held['thick-open']['held_by'] = []
+    assert not _exported_only(held['thick-open'])
 
 
 def test_open_volume_whose_holder_is_not_found_is_still_refused():

@@ -151,3 +151,28 @@ def test_a_file_write_keeps_the_mode_and_removal_is_planned_too(tmp_path):
     assert conf.read_text() == 'new\n' and oct(conf.stat().st_mode & 0o777) == '0o640'
     Runner(FakeModule([])).apply([plan.FileWrite(str(conf), None, 'remove')])
     assert not conf.exists()
+
+
+class BusyModule(FakeModule):
+    """run_command answers each command with (exit code, stderr) from a list."""
+
+    def run_command(self, argv, environ_update=None):
+        self.argvs.append(argv)
+        rc, err = self.rcs.pop(0)
+        return rc, '', err
+
+
+def test_a_busy_device_is_tried_again_and_other_failures_are_not(monkeypatch):
+    monkeypatch.setattr(plan.time, 'sleep', lambda seconds: None)
+    busy = 'tgtadm: this logical unit is still active\n'  # tests/unit/fixtures/tgt/err_lun_in_use.txt
+    delete = Action(['tgtadm', '--op', 'delete'], 'remove LUN 1', retry_while=('still active', 3, 0.2))
+    module = BusyModule([(22, busy), (22, busy), (0, '')])
+    assert Runner(module).apply([delete]) is True and len(module.argvs) == 3
+    module = BusyModule([(22, busy)] * 3)
+    with pytest.raises(Failed):
+        Runner(module).apply([delete])
+    assert len(module.argvs) == 3 and 'still active' in module.failure['msg']
+    module = BusyModule([(22, 'tgtadm: invalid request\n')])
+    with pytest.raises(Failed):
+        Runner(module).apply([delete])
+    assert len(module.argvs) == 1

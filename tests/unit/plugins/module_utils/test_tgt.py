@@ -569,3 +569,56 @@ def test_iothreads_range(value, ok):
     assert (error is None) == ok
     if not ok:
         assert error.startswith('iothreads=%r: give 1 to 128' % value)
+
+
+def exp1_lun1(**lun):
+    """exp1 as the busy fixture has it (LUN 1, 67 MB, one initiator connected), with ``lun`` changed."""
+    return tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:exp1', addresses=['127.0.0.1'], luns=[dict(
+        dict(lun=1, path='/var/tmp/itest-tgt/f1.img', scsi_id='0f1e2d3c4b5a69788796a5b4c3d2e1f0',
+             scsi_sn='abcdef0123456789abcd'), **lun)])])[0]
+
+
+def with_backing_size(desired, size):
+    for lun in desired[0]['luns']:
+        lun['size'] = size
+    return desired
+
+
+def test_the_size_tgt_shows_matches_its_backing_device(busy):
+    """The fixture's LUN is a 64 MiB file, which tgtadm showed as 67 MB: no resize, nor for an unknown size."""
+    for size in (64 << 20, None):
+        plan = tgt.plan_targets(with_backing_size(exp1_lun1(), size), busy, {}, accounts=set())
+        assert plan.refusals == [] and tgtadm(plan) == []
+
+
+def test_a_grown_lun_is_added_again_with_its_identity_only_when_allowed(busy):
+    desired = with_backing_size(exp1_lun1(), 128 << 20)
+    refused = tgt.plan_targets(desired, busy, {}, accounts=set())
+    assert len(refused.refusals) == 1
+    assert 'grew from 67 to 134 MB' in refused.refusals[0] and ME in refused.refusals[0]
+    assert 'resize_in_use' in refused.refusals[0]
+    plan = tgt.plan_targets(desired, busy, {}, accounts=set(), resize_in_use=True)
+    assert plan.refusals == []
+    argvs = [' '.join(a.argv[3:]) for a in tgtadm(plan)]
+    assert argvs == ['--mode logicalunit --op delete --tid 3 --lun 1',
+                     '--mode logicalunit --op new --tid 3 --lun 1 -b /var/tmp/itest-tgt/f1.img',
+                     '--mode logicalunit --op update --tid 3 --lun 1 --params '
+                     'scsi_id=0f1e2d3c4b5a69788796a5b4c3d2e1f0,scsi_sn=abcdef0123456789abcd,readonly=0']
+    assert tgtadm(plan)[0].retry_while[0] in fixture('err_lun_in_use.txt')
+    assert plan.changed_iqns == {'iqn.2026-11.test.tgt:exp1'}
+
+
+def test_a_declared_lun_size_is_read_as_a_size():
+    desired, errors = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:a', luns=[dict(lun=1, path='/dev/vg/a',
+                                                                                          size='ten')])])
+    assert len(errors) == 1 and "targets[0].luns[0].size" in errors[0] and "'ten'" in errors[0]
+    desired = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:a', luns=[dict(lun=1, path='/dev/vg/a',
+                                                                                  size='384M')])])[0]
+    assert desired[0]['luns'][0]['declared_size'] == 384 << 20
+
+
+def test_check_mode_predicts_removing_a_connected_target_as_after_the_logouts(busy):
+    desired = tgt.validate_targets([dict(iqn='iqn.2026-11.test.tgt:exp1', state='absent')])[0]
+    plan = tgt.plan_targets(desired, busy, {}, expect_logouts=True)
+    assert plan.refusals == [] and len(plan.warnings) == 1 and ME in plan.warnings[0]
+    assert tgtadm(plan)[0].argv[-2:] == ['--tid', '3']  # no --force: nobody is connected by then
