@@ -123,11 +123,10 @@ integration: venv host-packages
 # an order that lets each step use what the one before left: the lab's smoke test, site.yml --check
 # on the still fresh VMs (it must report changes and change nothing), the site scenario `default`
 # (converge, verify, then a -vvv converge that must change nothing and show no secret), the shared
-# VG scenario (locks, reboot, recovery), the faults that need the lab as `default` left it (check mode
-# changes nothing, two runs at once), the day-2 scenario `lifecycle` (detach, move, delete, grow,
-# CHAP rotation), then the faults under a writer, the last of which cuts storage1's power. Every
-# step runs even after a failure, so one run reports all of them; the target fails at the end,
-# naming the failed steps.
+# VG scenario (locks, reboot, recovery), the day-2 scenario `lifecycle` (a plan checked against its
+# run, detach, move, delete, grow, CHAP rotation), then the faults on the lab it leaves, the last of
+# which cuts storage1's power. Every step runs even after a failure, so one run reports all of them;
+# the target fails at the end, naming the failed steps.
 system: venv host-packages
 	export LAB_DIR=$(CURDIR)/.build/lab-cinder-system LAB_RELEASE=$(SYSTEM_RELEASE) \
 	  LAB_NODE_RELEASES=$(SYSTEM_NODE_RELEASES) LAB_KEEP=1; \
@@ -138,9 +137,8 @@ system: venv host-packages
 	step $(BIN)/pytest -q -s --durations=10 tests/system/test_check_mode_fresh.py; \
 	step $(BIN)/molecule test -s default; \
 	step $(BIN)/molecule test -s shared_lvm; \
-	step $(BIN)/pytest -q -s --durations=10 -k 'not during_a' tests/system/test_faults.py; \
 	step $(BIN)/molecule test -s lifecycle; \
-	step $(BIN)/pytest -q -s --durations=10 -k 'during_a' tests/system/test_faults.py; \
+	step $(BIN)/pytest -q -s --durations=10 tests/system/test_faults.py; \
 	if [ -n "$$failed" ]; then echo "make system: failed:$$failed"; exit 1; fi
 
 # The site scenario `default` alone on a `cinder` lab of LAB_RELEASE, every node on that release.

@@ -49,12 +49,25 @@ def shown(value):
     return text if len(text) <= WIDTH else '%s... (%d characters)' % (text[:WIDTH], len(text))
 
 
+def lines_changed(before, after):
+    """How two texts differ, on one line: ``+A -B lines``."""
+    before, after = (before or '').splitlines(), (after or '').splitlines()
+    return '+%d -%d lines' % (len([line for line in after if line not in before]),
+                              len([line for line in before if line not in after]))
+
+
 def changed_fields(before, after):
-    """``name: before -> after`` for each field of two dicts that differs."""
+    """``name: before -> after`` for each field of two dicts that differs; a field that holds a file's
+    text (several lines) says how many lines changed instead."""
     lines = []
     for key in sorted(set(before) | set(after), key=str):
-        if before.get(key) != after.get(key):
-            lines.append('%s: %s -> %s' % (key, shown(before.get(key)), shown(after.get(key))))
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if any(isinstance(v, str) and '\n' in v for v in (old, new)) and all(isinstance(v, (str, type(None))) for v in (old, new)):
+            lines.append('%s: %s' % (key, lines_changed(old, new)))
+        else:
+            lines.append('%s: %s -> %s' % (key, shown(old), shown(new)))
     return lines
 
 
@@ -63,10 +76,8 @@ def text_change(diff):
     before = (diff.get('before') or '').splitlines()
     after = (diff.get('after') or '').splitlines()
     path = diff.get('after_header') or diff.get('before_header') or 'file'
-    gone = len([line for line in before if line not in after])
-    added = len([line for line in after if line not in before])
     state = 'new' if not before and after else 'removed' if before and not after else 'changed'
-    return ['%s: %s (+%d -%d lines)' % (path, state, added, gone)]
+    return ['%s: %s (%s)' % (path, state, lines_changed(diff.get('before'), diff.get('after')))]
 
 
 def diff_lines(diff):

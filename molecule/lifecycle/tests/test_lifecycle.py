@@ -2,9 +2,11 @@
 
 Each step edits the inventory (storage_node_volumes, storage_node_chap, given as extra vars over
 inventories/lab, so the repository's files stay as they are), runs site.yml once and checks the
-result on every host, then runs site.yml again, which must change nothing. The tests run in file
-order and build on one another; the last leaves compute1-disk on compute1 with both paths up, for
-the faults that follow in `make system`.
+result on every host, then runs site.yml again, which must change nothing. The first change is
+planned first: site.yml in check and diff mode on the converged lab changes nothing and its report
+names exactly the task changes of the run that follows. The tests run in file order and build on
+one another; the last leaves compute1-disk on compute1 with both paths up, for the faults that
+follow in `make system`.
 """
 
 import copy
@@ -35,9 +37,7 @@ CHAP = GROUP_VARS['storage_node_chap']
 PREFIX = 'iqn.2010-10.org.openstack:volume-'
 PORTAL_B = '10.50.2.10:3260'  # storage1's second portal (the lab topology's storage-b address)
 PATTERN_MIB = 16
-# The writer: WRITER_BLOCKS blocks of 256 KiB round the start of shared-disk, one every half second
-# (light enough that the 1-vCPU VM still runs the play at a fair pace).
-WRITER_BLOCKS = 64
+WRITER_BLOCKS = 64  # of 256 KiB, round the start of shared-disk (see WRITER)
 GROWN = '384M'
 REPORT = {'ANSIBLE_CALLBACKS_ENABLED': 'openblock.storage.plan_report'}
 
@@ -150,12 +150,15 @@ def test_move_delete_and_retire_in_one_run_as_the_plan_said(cluster, tmp_path):
                            'of=/dev/mapper/compute1-disk bs=1M oflag=direct status=none' % PATTERN_MIB)
     sent = cluster.out('compute1', 'sha256sum < /root/lifecycle-pattern').split()[0]
     extra = {'storage_node_volumes': MOVED}
-    planned = site(cluster, tmp_path, 'plan', extra, '--check', '--diff')[1]
+    # The plan: check mode changes nothing on the converged lab, and names exactly what the run changes.
+    before = cluster.state()
+    planned, took_plan = site(cluster, tmp_path, 'plan', extra, '--check', '--diff')[1:3]
+    harness.assert_same_state(before, cluster.state())
     print(planned[planned.index('PLAN: what this run'):].split('\nPLAY RECAP')[0])
     rc, output, took, counts = site(cluster, tmp_path, 'moved', extra)
     assert report_tasks(output) == report_tasks(planned), (sorted(report_tasks(planned)), sorted(report_tasks(output)))
-    print('move + delete + retire: %.0f s, changed %s; the plan named the same %d task changes'
-          % (took, changed(counts), len(report_tasks(output))))
+    print('plan (--check --diff): %.0f s, nothing changed; move + delete + retire: %.0f s, changed %s; the plan '
+          'named the same %d task changes' % (took_plan, took, changed(counts), len(report_tasks(output))))
     # moved: gone from compute1 (map, sessions, records), on compute2 with the data and both paths
     assert not has_map(cluster, 'compute1', 'compute1-disk') and iqn_lines(cluster, 'compute1', 'compute1-disk') == []
     assert sha(cluster, 'compute2', '/dev/mapper/compute1-disk', PATTERN_MIB) == sent
@@ -173,19 +176,38 @@ def test_move_delete_and_retire_in_one_run_as_the_plan_said(cluster, tmp_path):
     assert_no_change(cluster, tmp_path, 'move + delete + retire', extra)
 
 
+# The writer runs on compute1 as one Python process (a dd per block would fork for every write, which
+# on a 1-vCPU TCG VM slowed each module run of the play threefold): it writes the pattern round the
+# first WRITER_BLOCKS blocks of shared-disk, each write direct (from an aligned buffer), one every half
+# second, until told to stop (at most 1200 writes); an I/O error ends it with exit 1.
+WRITER = r'''
+import mmap, os, time
+size = 256 * 1024
+pattern = open('/root/lifecycle-writer', 'rb').read()
+buffer = mmap.mmap(-1, size)
+fd = os.open('/dev/mapper/shared-disk', os.O_WRONLY | os.O_DIRECT)
+for i in range(1200):
+    if os.path.exists('/root/lifecycle-stop'):
+        break
+    block = i % (len(pattern) // size)
+    buffer.seek(0)
+    buffer.write(pattern[block * size:(block + 1) * size])
+    os.pwrite(fd, buffer, block * size)
+    with open('/root/lifecycle-writer.i', 'w') as progress:
+        progress.write(str(i))
+    time.sleep(0.5)
+'''
+
+
 def start_writer(cluster):
-    """compute1 writes a fresh pattern round the first WRITER_BLOCKS blocks of shared-disk, each write
-    direct, until told to stop (at most 1200 writes)."""
     cluster.sh('compute1', 'head -c %dK /dev/urandom > /root/lifecycle-writer && rm -f /root/lifecycle-writer.rc '
                            '/root/lifecycle-stop' % (WRITER_BLOCKS * 256))
-    cluster.sh('compute1', "( sh -c 'for i in $(seq 0 1199); do test -e /root/lifecycle-stop && break; b=$((i %% %d)); "
-                           "dd if=/root/lifecycle-writer of=/dev/mapper/shared-disk bs=256K skip=$b seek=$b count=1 "
-                           "oflag=direct status=none || exit 1; echo $i > /root/lifecycle-writer.i; sleep 0.5; done; "
-                           "echo 0 > /root/lifecycle-writer.rc' "
-                           "|| echo 1 > /root/lifecycle-writer.rc ) < /dev/null > /root/lifecycle-writer.log 2>&1 &"
-               % WRITER_BLOCKS)
+    cluster.sh('compute1', "cat > /root/lifecycle-writer.py <<'EOF'%sEOF\n( python3 /root/lifecycle-writer.py && echo 0 "
+                           "> /root/lifecycle-writer.rc || echo 1 > /root/lifecycle-writer.rc ) < /dev/null "
+                           "> /root/lifecycle-writer.log 2>&1 &" % WRITER)
     time.sleep(2)
-    assert cluster.sh('compute1', 'test -e /root/lifecycle-writer.rc', check=False)[0] != 0, 'the writer ended early'
+    assert cluster.sh('compute1', 'test -e /root/lifecycle-writer.rc', check=False)[0] != 0, \
+        'the writer ended early: %s' % cluster.out('compute1', 'cat /root/lifecycle-writer.log')
 
 
 def stop_writer(cluster):

@@ -79,3 +79,11 @@ def test_the_report_goes_host_by_host_and_names_the_quiet_ones():
     assert lines[-4:] == [
         'compute1: 1 change(s)', '  Log in [openblock.storage.iscsi_session]',
         '    $ iscsiadm -m node -T t -p p --login', 'no change: compute2']
+
+
+def test_a_changed_file_text_in_an_object_is_one_line_of_line_counts():
+    """system_units diffs files as path -> text: the report says how many lines changed, on one line."""
+    old = '# Ansible managed\n[Unit]\nAfter=dev-a.device dev-b.device\n'
+    new = '# Ansible managed\n[Unit]\nAfter=dev-a.device\n'
+    lines = diff_lines({'before': {'files': {'/etc/x.conf': old}}, 'after': {'files': {'/etc/x.conf': new}}})
+    assert lines == ['~ files /etc/x.conf: +1 -1 lines']

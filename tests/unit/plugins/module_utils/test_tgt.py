@@ -622,3 +622,23 @@ def test_check_mode_predicts_removing_a_connected_target_as_after_the_logouts(bu
     plan = tgt.plan_targets(desired, busy, {}, expect_logouts=True)
     assert plan.refusals == [] and len(plan.warnings) == 1 and ME in plan.warnings[0]
     assert tgtadm(plan)[0].argv[-2:] == ['--tid', '3']  # no --force: nobody is connected by then
+
+
+def test_a_re_imaged_host_s_new_name_replaces_its_old_one_in_the_acl(busy):
+    """The ACL follows the initiator names the role publishes: a host re-imaged with a new name is
+    admitted under it, and its old name (here ME) loses access; the other host's name stays."""
+    new = 'iqn.1993-08.org.debian:01:re-imaged'
+    exp10 = busy['iqn.2026-11.test.tgt:exp10']
+    desired = tgt.validate_targets([dict(
+        iqn='iqn.2026-11.test.tgt:exp10', addresses=['10.50.1.0/24'],
+        initiators=['iqn.2026-11.test.tgt:other-initiator', new],
+        luns=[dict(lun=n, path=lun['path'], readonly=lun['readonly'], scsi_id=lun['scsi_id'], scsi_sn=lun['scsi_sn'])
+              for n, lun in sorted(exp10['luns'].items()) if n],
+        incoming_users=[dict(user='inuser2', password='newsecret1234')])])[0]
+    files = {'iqn.2026-11.test.tgt:exp10': dict(path='x', text='', secrets={'inuser2': 'newsecret1234'})}
+    plan = tgt.plan_targets(desired, busy, files, accounts={'inuser2', 'outuser1', 'spareuser'}, persist=False)
+    argvs = [' '.join(a.argv[3:]) for a in tgtadm(plan)]
+    assert argvs == ['--mode target --op unbind --tid 1 -I 0.0.0.0/32',
+                     '--mode target --op unbind --tid 1 -Q %s' % ME,
+                     '--mode account --op unbind --tid 1 --user outuser1 --outgoing',
+                     '--mode target --op bind --tid 1 -Q %s' % new]
