@@ -5,8 +5,6 @@ state after; writes in flight go through compute1's multipath device and are che
 on both ends. Tests run in file order and each leaves the lab converged for the next, but the last
 (storage1's power cut), after which the computes' leases of the shared VG are lost. A compute
 node's reboot is the shared_lvm scenario's (logins, lock-start and consumer in order, paths back).
-`make system` runs them after the `lifecycle` scenario, which leaves compute1-disk on compute1 (and
-proves check mode on the converged lab: it changes nothing and names exactly what the next run changes).
 """
 
 import json
@@ -16,7 +14,7 @@ import time
 import tomllib
 
 import yaml
-from conftest import BIN, COMPUTES, REPO
+from conftest import BIN, COMPUTES, REPO, assert_same_state, recap
 from multipath_maps import maps_on_two_running_paths
 
 VOLUME = 'compute1-disk'
@@ -90,6 +88,16 @@ def assert_leases_held(cluster):
     """Each compute holds its lease of the shared VG and the query finds nothing wrong."""
     for node, query in shared_vg(cluster).items():
         assert query['lockspace']['lease'] == 'held' and not query['problems'], (node, query)
+
+
+def test_check_mode_on_the_converged_lab_reports_no_change(cluster):
+    before = cluster.state()
+    output, took = cluster.playbook('playbooks/site.yml', '--check')[1:]
+    assert_same_state(before, cluster.state())
+    counts = recap(output)
+    assert sorted(counts) == ['compute1', 'compute2', 'storage1'], output[-3000:]
+    assert all(f['changed'] == 0 and f['failed'] == 0 for f in counts.values()), counts
+    print('site.yml --check on the converged lab: %.0f s, changed=0 on every host' % took)
 
 
 def test_two_runs_at_once_serialize(cluster, tmp_path):

@@ -5,8 +5,7 @@ inventories/lab, so the repository's files stay as they are), runs site.yml once
 result on every host, then runs site.yml again, which must change nothing. The first change is
 planned first: site.yml in check and diff mode on the converged lab changes nothing and its report
 names exactly the task changes of the run that follows. The tests run in file order and build on
-one another; the last leaves compute1-disk on compute1 with both paths up, for the faults that
-follow in `make system`.
+one another, from the lab as the `default` scenario converged it (`make lifecycle`).
 """
 
 import copy
