@@ -211,10 +211,10 @@ def run(module):
             # The maps over only these disks are flushed first, unless in use: then the disks are not held.
             maps = [m for m in multipath_maps() if m['slaves'] and set(m['slaves']) <= set(leaving)] \
                 if p['multipath'] else []
-            flushes, map_errors = iscsi.plan_map_flushes(maps, leaving, devices_usage([m['dm'] for m in maps]),
-                                                         p['force'])
+            map_usage = devices_usage([m['dm'] for m in maps])
+            flushes, map_errors = iscsi.plan_map_flushes(maps, leaving, map_usage, p['force'])
             errors += map_errors
-            flushed = [m['dm'] for m in maps if any(m['name'] in a.argv for a in flushes)]
+            flushed = [m['dm'] for m in maps if not map_usage[m['dm']]]  # what plan_map_flushes flushes
             # holders, mounts, swap and processes with the disk open; /proc is read once for all disks
             usage = devices_usage(leaving, removed_holders=flushed)
         steps, plan_errors = iscsi.plan_nodes(state, pairs, iface, p['startup'], p['node_auth'], p['force'],
